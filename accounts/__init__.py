@@ -1,0 +1,1 @@
+"""API users' tokens and the authentication used by the API and by listeners."""

@@ -1,0 +1,83 @@
+"""API-wide pieces: exception handler, owner permission and querysets, shared serializer parts."""
+from __future__ import annotations
+
+import logging
+
+from django.db import DatabaseError
+from rest_framework import permissions, serializers, status, viewsets
+from rest_framework.response import Response
+from rest_framework.views import exception_handler as drf_exception_handler
+
+from lib.registry import options_errors
+
+log = logging.getLogger(__name__)
+
+
+def exception_handler(exc, context):
+    """DRF's handler, plus a 503 (not a 500) when the database is unreachable."""
+    response = drf_exception_handler(exc, context)
+    if response is None and isinstance(exc, DatabaseError):
+        log.warning("database error in API: %s", exc.__class__.__name__)
+        return Response({"detail": "The database is unavailable; try again."}, status=status.HTTP_503_SERVICE_UNAVAILABLE)
+    return response
+
+
+def visible_to(user, queryset, owner_field: str = "owner"):
+    """Objects `user` may see: their own, or everything for a superuser."""
+    if user.is_superuser:
+        return queryset
+    return queryset.filter(**{owner_field: user})
+
+
+class IsOwnerOrAdmin(permissions.BasePermission):
+    """Object access for the owner and for superusers; querysets are already filtered."""
+
+    owner_field = "owner"
+
+    def has_object_permission(self, request, view, obj):
+        if request.user.is_superuser:
+            return True
+        owner = obj
+        for part in getattr(view, "owner_field", self.owner_field).split("__"):
+            owner = getattr(owner, part, None)
+        return owner == request.user
+
+
+class OwnedModelViewSet(viewsets.ModelViewSet):
+    """CRUD on objects with an `owner`; the creator becomes the owner."""
+
+    permission_classes = [permissions.IsAuthenticated, IsOwnerOrAdmin]
+
+    def get_queryset(self):
+        return visible_to(self.request.user, self.queryset.all())
+
+    def perform_create(self, serializer):
+        serializer.save(owner=self.request.user)
+
+
+class OwnedPrimaryKeyField(serializers.PrimaryKeyRelatedField):
+    """A reference to another object the caller owns (any object, for a superuser)."""
+
+    def get_queryset(self):
+        request = self.context.get("request")
+        queryset = super().get_queryset()
+        if request is None:
+            return queryset.none()
+        return visible_to(request.user, queryset)
+
+
+class KindOptionsSerializerMixin:
+    """Validates `kind` against a registry and `options` against that kind's JSON Schema."""
+
+    registry = None  # set by subclasses
+
+    def validate(self, attrs):
+        attrs = super().validate(attrs)
+        kind = attrs.get("kind", getattr(self.instance, "kind", None))
+        if kind not in self.registry:
+            raise serializers.ValidationError({"kind": [f"unknown kind {kind!r}; use one of {', '.join(self.registry.kinds())}"]})
+        options = attrs.get("options", getattr(self.instance, "options", {}) or {})
+        problems = options_errors(self.registry.get(kind).options_schema, options)
+        if problems:
+            raise serializers.ValidationError({"options": problems})
+        return attrs

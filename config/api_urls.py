@@ -1,0 +1,24 @@
+"""/api/v1/: the REST API router, the token endpoint and the OpenAPI schema and docs."""
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from rest_framework.routers import DefaultRouter
+
+from connections.api.views import ConnectionViewSet
+from flows.api.views import FlowRunViewSet, FlowViewSet
+from formats.api.views import FormatViewSet
+from listeners.api.views import ListenerViewSet, MessageViewSet
+
+router = DefaultRouter()
+router.register("formats", FormatViewSet, basename="format")
+router.register("connections", ConnectionViewSet, basename="connection")
+router.register("listeners", ListenerViewSet, basename="listener")
+router.register("flows", FlowViewSet, basename="flow")
+router.register("messages", MessageViewSet, basename="message")
+router.register("runs", FlowRunViewSet, basename="run")
+
+urlpatterns = [
+    path("", include("accounts.api.urls")),
+    path("schema", SpectacularAPIView.as_view(), name="schema"),
+    path("docs", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+    path("", include(router.urls)),
+]

@@ -1,0 +1,87 @@
+"""`make run`: prepare the database, then start web, worker and scheduler as one program.
+
+One Ctrl-C (SIGINT) or SIGTERM stops all three; if one of them dies, the others
+are stopped too and the launcher exits non-zero, so a supervisor can restart it.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from lib.env import env_int, env_str
+
+PYTHON = sys.executable
+BIN = os.path.dirname(PYTHON)
+
+
+def commands() -> dict[str, list[str]]:
+    port = env_int("PORT", 8000)
+    host = env_str("HOST", "127.0.0.1")
+    web_workers = env_int("PUSHFLOW_WEB_WORKERS", 2)
+    web_threads = env_int("PUSHFLOW_WEB_THREADS", 8)
+    concurrency = env_int("PUSHFLOW_WORKER_CONCURRENCY", 2)
+    log_level = env_str("PUSHFLOW_LOG_LEVEL", "INFO").lower()
+    return {
+        "web": [
+            os.path.join(BIN, "gunicorn"), "config.wsgi:application",
+            "--bind", f"{host}:{port}", "--worker-class", "gthread",
+            "--workers", str(web_workers), "--threads", str(web_threads),
+            "--timeout", "120", "--graceful-timeout", "20", "--keep-alive", "5",
+            "--access-logfile", "-" if env_str("PUSHFLOW_ACCESS_LOG", "") else "/dev/null",
+            "--log-level", log_level,
+        ],
+        "worker": [
+            os.path.join(BIN, "celery"), "-A", "config", "worker", "--loglevel", log_level,
+            "--concurrency", str(concurrency), "--without-mingle", "--without-gossip",
+        ],
+        "scheduler": [os.path.join(BIN, "celery"), "-A", "config", "beat", "--loglevel", log_level],
+    }
+
+
+def prepare() -> None:
+    manage = [PYTHON, "manage.py"]
+    for step in (["migrate", "--noinput", "-v", "0"], ["collectstatic", "--noinput", "-v", "0"], ["ensure_admin"]):
+        subprocess.run(manage + step, check=True)
+
+
+def main() -> int:
+    prepare()
+    children: dict[str, subprocess.Popen] = {}
+    stopping = False
+
+    def stop(signum=None, frame=None):
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    for name, argv in commands().items():
+        # Own process group, so a terminal's Ctrl-C reaches the launcher only and it stops them in order.
+        children[name] = subprocess.Popen(argv, start_new_session=True)
+    print(f"Pushflow is starting on http://{env_str('HOST', '127.0.0.1')}:{env_int('PORT', 8000)}/ (Ctrl-C stops it)", flush=True)
+    exit_code = 0
+    while not stopping:
+        for name, child in children.items():
+            if child.poll() is not None:
+                print(f"{name} exited with {child.returncode}; stopping Pushflow", file=sys.stderr, flush=True)
+                exit_code = 1
+                stopping = True
+                break
+        time.sleep(0.3)
+    for child in children.values():
+        if child.poll() is None:
+            child.send_signal(signal.SIGTERM)
+    deadline = time.time() + 25
+    for child in children.values():
+        try:
+            child.wait(max(0.1, deadline - time.time()))
+        except subprocess.TimeoutExpired:
+            child.kill()
+    return exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,191 @@
+"""Settings, read from the environment with defaults that work on one machine.
+
+Embedded default: SQLite (WAL) under var/ and a Celery broker kept in a folder
+under var/, so `make run` needs no server. PostgreSQL through DATABASE_URL,
+Redis or RabbitMQ through CELERY_BROKER_URL.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import dj_database_url
+from cryptography.fernet import Fernet
+
+from lib.env import env_bool, env_float, env_int, env_list, env_str
+from lib.keyfile import read_or_create
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(env_str("PUSHFLOW_VAR_DIR", str(BASE_DIR / "var")))
+VAR_DIR.mkdir(parents=True, exist_ok=True)
+
+SECRET_KEY = env_str("PUSHFLOW_SECRET_KEY") or read_or_create(VAR_DIR / "secret_key")
+DEBUG = env_bool("PUSHFLOW_DEBUG", False)
+ALLOWED_HOSTS = env_list("PUSHFLOW_ALLOWED_HOSTS", ["*"])
+CSRF_TRUSTED_ORIGINS = env_list("PUSHFLOW_CSRF_TRUSTED_ORIGINS", [])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "django_celery_beat",
+    "accounts",
+    "formats",
+    "connections",
+    "listeners",
+    "flows",
+    "frontend",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "config.urls"
+WSGI_APPLICATION = "config.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASE_URL = env_str("DATABASE_URL") or f"sqlite:///{VAR_DIR / 'pushflow.sqlite3'}"
+DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=env_int("PUSHFLOW_DB_CONN_MAX_AGE", 60))}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    DATABASES["default"]["CONN_MAX_AGE"] = 0 if ":memory:" in DATABASES["default"]["NAME"] else 60
+    DATABASES["default"]["OPTIONS"] = {
+        # WAL lets readers run beside the one writer; IMMEDIATE takes the write
+        # lock up front so concurrent writers wait (busy timeout) instead of
+        # failing with "database is locked" on a read-to-write upgrade.
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=30000;",
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 30,
+    }
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = env_str("PUSHFLOW_TIME_ZONE", "UTC")
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = VAR_DIR / "static"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+LOGIN_URL = "/login/"
+LOGIN_REDIRECT_URL = "/"
+LOGOUT_REDIRECT_URL = "/login/"
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "accounts.authentication.BearerTokenAuthentication",
+        "accounts.authentication.CachedBasicAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "PAGE_SIZE": 50,
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "config.api.exception_handler",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Pushflow API",
+    "DESCRIPTION": "Listeners, formats, connections, flows, messages and runs.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    # Docs assets served by Pushflow itself: many sites run without internet access.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+}
+
+# --- Pushflow ---
+PUSHFLOW_TOKEN_TTL_SECONDS = env_int("PUSHFLOW_TOKEN_TTL_SECONDS", 24 * 3600)
+PUSHFLOW_DEFAULT_MAX_BODY_BYTES = env_int("PUSHFLOW_DEFAULT_MAX_BODY_BYTES", 10 * 1024 * 1024)
+PUSHFLOW_INLINE_BODY_BYTES = env_int("PUSHFLOW_INLINE_BODY_BYTES", 256 * 1024)
+PUSHFLOW_BODY_DIR = Path(env_str("PUSHFLOW_BODY_DIR", str(VAR_DIR / "bodies")))
+PUSHFLOW_SWEEP_SECONDS = env_float("PUSHFLOW_SWEEP_SECONDS", 15.0)
+# A message queued longer than this without being picked up is enqueued again.
+PUSHFLOW_REQUEUE_AFTER_SECONDS = env_float("PUSHFLOW_REQUEUE_AFTER_SECONDS", 30.0)
+# A message claimed by a worker that has not finished by then is taken back.
+PUSHFLOW_RUN_LEASE_SECONDS = env_float("PUSHFLOW_RUN_LEASE_SECONDS", 600.0)
+PUSHFLOW_MAX_ATTEMPTS = env_int("PUSHFLOW_MAX_ATTEMPTS", 5)
+PUSHFLOW_BODY_READ_TIMEOUT_SECONDS = env_float("PUSHFLOW_BODY_READ_TIMEOUT_SECONDS", 10.0)
+# Fernet keys for connection secrets, newest first; older keys still decrypt (rotation).
+PUSHFLOW_ENCRYPTION_KEYS = env_list("PUSHFLOW_ENCRYPTION_KEYS") or [
+    read_or_create(VAR_DIR / "encryption_key", make=lambda: Fernet.generate_key().decode())
+]
+PUSHFLOW_OUTBOUND_ALLOW = env_list("PUSHFLOW_OUTBOUND_ALLOW", [])
+PUSHFLOW_PUBLIC_URL = env_str("PUSHFLOW_PUBLIC_URL", "")
+
+# --- Celery ---
+CELERY_BROKER_URL = env_str("CELERY_BROKER_URL") or "embedded://"
+CELERY_BROKER_TRANSPORT_OPTIONS = {}
+if CELERY_BROKER_URL.startswith("embedded://"):
+    _broker_dir = Path(env_str("PUSHFLOW_BROKER_DIR", str(VAR_DIR / "broker")))
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(_broker_dir / "queue"),
+        "data_folder_out": str(_broker_dir / "queue"),
+        "control_folder": str(_broker_dir / "control"),
+        "polling_interval": env_float("PUSHFLOW_BROKER_POLL_SECONDS", 0.05),
+    }
+CELERY_BROKER_CONNECTION_TIMEOUT = env_float("PUSHFLOW_BROKER_TIMEOUT_SECONDS", 3.0)
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_RESULT_BACKEND = None
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# Publishing happens after the message row is committed; if the broker is down
+# the sweeper enqueues the message later, so a publish must fail fast.
+CELERY_TASK_PUBLISH_RETRY = False
+CELERY_TASK_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+CELERY_BEAT_SCHEDULE = {
+    "pushflow-sweep-queued": {
+        "task": "listeners.sweep_queued_messages",
+        "schedule": PUSHFLOW_SWEEP_SECONDS,
+    },
+}
+CELERY_TASK_ALWAYS_EAGER = env_bool("PUSHFLOW_TASKS_EAGER", False)
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env_str("PUSHFLOW_LOG_LEVEL", "INFO")},
+    "loggers": {"django.db.backends": {"level": "WARNING"}},
+}

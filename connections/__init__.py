@@ -1,0 +1,1 @@
+"""Connections: where flows write and read. One transport module per kind."""

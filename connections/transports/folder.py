@@ -1,0 +1,99 @@
+"""Folder transport: atomic file writes under a root folder, named by a template."""
+from __future__ import annotations
+
+import os
+import re
+import string
+import tempfile
+from pathlib import Path
+
+from . import Delivery, Transport, TransportError, register_transport
+
+_UNSAFE = re.compile(r"[\x00-\x1f/\\]")
+
+
+def render_file_name(template: str, placeholders: dict) -> str:
+    """Fill `{message_id}`-style placeholders; values cannot add folders."""
+    names = [name for _, name, _, _ in string.Formatter().parse(template) if name is not None]
+    missing = [n for n in names if n not in placeholders]
+    if missing:
+        known = ", ".join("{" + k + "}" for k in sorted(placeholders))
+        raise TransportError(f"unknown placeholder {{{missing[0]}}} in file name {template!r}; known: {known}")
+    safe = {k: _UNSAFE.sub("_", str(v)) for k, v in placeholders.items()}
+    try:
+        return template.format_map(safe)
+    except (ValueError, IndexError) as exc:
+        raise TransportError(f"file name template {template!r} is not valid: {exc}") from None
+
+
+def resolve_inside(root: Path, relative: str) -> Path:
+    """`root / relative`, refusing anything that would leave `root` (.., absolute, links)."""
+    if not relative or relative.startswith(("/", "\\")) or os.path.isabs(relative):
+        raise TransportError(f"file name {relative!r} must be a relative name inside the folder")
+    root = root.resolve()
+    target = (root / relative).resolve()
+    if target != root and root not in target.parents:
+        raise TransportError(f"file name {relative!r} leaves the connection's folder")
+    return target
+
+
+def write_atomically(target: Path, data: bytes) -> None:
+    """Write to a temporary file beside `target`, flush to disk, then rename over it."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, temporary = tempfile.mkstemp(prefix=".pushflow-", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(temporary, target)
+    except BaseException:
+        try:
+            os.unlink(temporary)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+@register_transport
+class FolderTransport(Transport):
+    kind = "folder"
+    label = "Folder"
+    options_schema = {
+        "type": "object",
+        "properties": {"path": {"type": "string", "minLength": 1, "title": "Folder path on the server"}},
+        "required": ["path"],
+        "additionalProperties": True,
+    }
+    destination_options_schema = {
+        "type": "object",
+        "properties": {
+            "file_name": {"type": "string", "minLength": 1, "default": "{message_id}.out"},
+            "mode": {"enum": ["file", "append"], "default": "file"},
+        },
+    }
+
+    def write(self, options, secrets, destination, delivery: Delivery) -> str:
+        root = Path(options["path"])
+        name = render_file_name(destination.get("file_name") or "{message_id}.out", delivery.placeholders)
+        target = resolve_inside(root, name)
+        try:
+            if destination.get("mode") == "append":
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with open(target, "ab") as f:
+                    f.write(delivery.data)
+                    f.flush()
+                    os.fsync(f.fileno())
+            else:
+                write_atomically(target, delivery.data)
+        except OSError as exc:
+            raise TransportError(f"cannot write {name!r} in the folder: {exc.strerror}", retryable=True) from None
+        return f"wrote {len(delivery.data)} bytes to {name}"
+
+    def test(self, options, secrets) -> str:
+        root = Path(options["path"])
+        if not root.is_dir():
+            raise TransportError(f"folder {root} does not exist")
+        if not os.access(root, os.W_OK):
+            raise TransportError(f"folder {root} is not writable by the Pushflow process")
+        return f"folder {root} exists and is writable"

@@ -1,0 +1,1 @@
+"""Flows (source -> mapping -> destination), their runs, the engine and the mapping."""

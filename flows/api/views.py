@@ -1,0 +1,30 @@
+from rest_framework import viewsets
+from rest_framework.exceptions import ValidationError
+
+from config.api import IsOwnerOrAdmin, OwnedModelViewSet, visible_to
+from flows.models import Flow, FlowRun
+
+from .serializers import FlowRunSerializer, FlowSerializer
+
+
+class FlowViewSet(OwnedModelViewSet):
+    queryset = Flow.objects.all()
+    serializer_class = FlowSerializer
+
+
+class FlowRunViewSet(viewsets.ReadOnlyModelViewSet):
+    serializer_class = FlowRunSerializer
+    permission_classes = viewsets.ReadOnlyModelViewSet.permission_classes + [IsOwnerOrAdmin]
+    owner_field = "flow__owner"
+
+    def get_queryset(self):
+        queryset = visible_to(self.request.user, FlowRun.objects.all(), "flow__owner")
+        params = self.request.query_params
+        for name in ("flow", "message"):
+            if params.get(name):
+                queryset = queryset.filter(**{f"{name}_id": params[name]})
+        if params.get("status"):
+            if params["status"] not in FlowRun.Status.values:
+                raise ValidationError({"status": [f"use one of {', '.join(FlowRun.Status.values)}"]})
+            queryset = queryset.filter(status=params["status"])
+        return queryset.order_by("-started_at", "-id")

@@ -1,0 +1,306 @@
+"""The mapping: compile a mapping document once, then apply it to record trees.
+
+A mapping is `{"records"?, "filter"?, "fields": [...]}` (DESIGN §2). Compiling
+checks every field and turns each into a small function, so a bad mapping fails
+before any payload is touched, naming the field. Applying a field never raises
+anything but `FieldError`, which names the field and says why.
+"""
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+TYPES = ("string", "integer", "decimal", "boolean", "date", "datetime")
+_SEGMENT = re.compile(r"^(?P<name>[^\[\]]*)(?P<indexes>(\[(\d+|\*)\])*)$")
+_INDEX = re.compile(r"\[(\d+|\*)\]")
+_MISSING = object()
+
+
+class MappingError(Exception):
+    """A mapping that cannot compile. `field` names the offending field (or "records"/"filter")."""
+
+    def __init__(self, field: str, reason: str):
+        self.field = field
+        self.reason = reason
+        super().__init__(f"{field}: {reason}")
+
+
+class FieldError(Exception):
+    """A record whose field cannot be produced."""
+
+    def __init__(self, field: str, reason: str):
+        self.field = field
+        self.reason = reason
+        super().__init__(f"field {field!r}: {reason}")
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str
+    indexes: tuple  # ints, or "*" for every element
+
+
+@dataclass(frozen=True)
+class Path:
+    text: str
+    from_root: bool
+    steps: tuple[Step, ...]
+
+    def read(self, record: Any, root: Any) -> Any:
+        """The value at this path, a list where `[*]` fans out, or _MISSING."""
+        values = [root if self.from_root else record]
+        fanned = False
+        for step in self.steps:
+            values = [v for v in (_child(value, step.name) for value in values) if v is not _MISSING]
+            for index in step.indexes:
+                nxt = []
+                for value in values:
+                    if not isinstance(value, list):
+                        value = [value]  # a single element reads like a list of one
+                    if index == "*":
+                        nxt.extend(value)
+                        fanned = True
+                    elif index < len(value):
+                        nxt.append(value[index])
+                values = nxt
+        if fanned:
+            return values
+        return values[0] if values else _MISSING
+
+
+def _child(value: Any, name: str) -> Any:
+    if name == "":
+        return value
+    if isinstance(value, dict):
+        return value.get(name, _MISSING)
+    return _MISSING
+
+
+def parse_path(text: str, field: str = "") -> Path:
+    if not isinstance(text, str) or not text.strip():
+        raise MappingError(field, "a path must be a non-empty string")
+    text = text.strip()
+    from_root = False
+    body = text
+    if body == "$":
+        return Path(text, True, ())
+    if body.startswith("$."):
+        from_root, body = True, body[2:]
+    steps = []
+    for part in _split_dots(body):
+        m = _SEGMENT.match(part)
+        if not m or (not m.group("name") and not m.group("indexes")):
+            raise MappingError(field, f"path {text!r} has an empty or malformed step {part!r}")
+        indexes = tuple("*" if i == "*" else int(i) for i in _INDEX.findall(m.group("indexes")))
+        steps.append(Step(m.group("name"), indexes))
+    return Path(text, from_root, tuple(steps))
+
+
+def _split_dots(body: str) -> list[str]:
+    parts, depth, current = [], 0, []
+    for ch in body:
+        if ch == "[":
+            depth += 1
+        elif ch == "]":
+            depth -= 1
+        if ch == "." and depth == 0:
+            parts.append("".join(current))
+            current = []
+        else:
+            current.append(ch)
+    parts.append("".join(current))
+    return parts
+
+
+# --- types ---
+
+
+def _is_empty(value: Any) -> bool:
+    return value is _MISSING or value is None or value == "" or value == []
+
+
+def _to_string(value, fmt):
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (dict, list)):
+        raise ValueError("is a structure, not a single value")
+    return str(value)
+
+
+def _to_integer(value, fmt):
+    if isinstance(value, bool):
+        raise ValueError("is a boolean")
+    if isinstance(value, int):
+        return value
+    text = str(value).strip()
+    try:
+        number = Decimal(text)
+    except InvalidOperation:
+        raise ValueError(f"{text!r} is not an integer") from None
+    if number != number.to_integral_value():
+        raise ValueError(f"{text!r} is not a whole number")
+    return int(number)
+
+
+def _to_decimal(value, fmt):
+    if isinstance(value, bool):
+        raise ValueError("is a boolean")
+    try:
+        number = Decimal(str(value).strip())
+    except InvalidOperation:
+        raise ValueError(f"{value!r} is not a decimal number") from None
+    if not number.is_finite():
+        raise ValueError(f"{value!r} is not a finite number")
+    return number
+
+
+_TRUE = {"true", "1", "yes", "y", "t"}
+_FALSE = {"false", "0", "no", "n", "f"}
+
+
+def _to_boolean(value, fmt):
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise ValueError(f"{value!r} is not a boolean")
+
+
+def _to_date(value, fmt):
+    text = str(value).strip()
+    try:
+        if fmt:
+            return datetime.strptime(text, fmt).date().isoformat()
+        return date.fromisoformat(text[:10] if "T" in text else text).isoformat()
+    except ValueError:
+        raise ValueError(f"{text!r} is not a date" + (f" in format {fmt!r}" if fmt else " (ISO 8601)")) from None
+
+
+def _to_datetime(value, fmt):
+    text = str(value).strip()
+    try:
+        if fmt:
+            return datetime.strptime(text, fmt).isoformat()
+        return datetime.fromisoformat(text.replace("Z", "+00:00")).isoformat()
+    except ValueError:
+        raise ValueError(f"{text!r} is not a date-time" + (f" in format {fmt!r}" if fmt else " (ISO 8601)")) from None
+
+
+CONVERTERS: dict[str, Callable[[Any, str | None], Any]] = {
+    "string": _to_string,
+    "integer": _to_integer,
+    "decimal": _to_decimal,
+    "boolean": _to_boolean,
+    "date": _to_date,
+    "datetime": _to_datetime,
+}
+
+
+# --- compiled mapping ---
+
+
+@dataclass(frozen=True)
+class CompiledField:
+    target: str
+    produce: Callable[[Any, Any], Any]
+    type: str | None
+    format: str | None
+    default: Any
+    required: bool
+
+    def value(self, record: Any, root: Any) -> Any:
+        value = self.produce(record, root)
+        if _is_empty(value) and self.default is not None:
+            value = self.default
+        if _is_empty(value):
+            if self.required:
+                raise FieldError(self.target, "is required but missing or empty")
+            return None
+        if self.type:
+            convert = CONVERTERS[self.type]
+            try:
+                if isinstance(value, list):
+                    return [convert(v, self.format) for v in value]
+                return convert(value, self.format)
+            except ValueError as exc:
+                raise FieldError(self.target, f"{exc} (type {self.type})") from None
+        return value
+
+
+@dataclass(frozen=True)
+class CompiledMapping:
+    records: Path | None
+    fields: tuple[CompiledField, ...]
+
+    @property
+    def targets(self) -> list[str]:
+        return [f.target for f in self.fields]
+
+    def records_of(self, document: Any) -> Iterator[Any]:
+        """The records a document holds: itself, or each element at `records`."""
+        if self.records is None or (self.records.from_root and not self.records.steps):
+            yield document
+            return
+        found = self.records.read(document, document)
+        if found is _MISSING or found is None:
+            return
+        yield from (found if isinstance(found, list) else [found])
+
+    def apply(self, record: Any, root: Any) -> dict:
+        """Map one record; raises FieldError naming the first field that fails."""
+        return {f.target: f.value(record, root) for f in self.fields}
+
+
+def compile_mapping(mapping: dict) -> CompiledMapping:
+    if mapping in (None, {}):
+        raise MappingError("fields", "the mapping has no fields")
+    if not isinstance(mapping, dict):
+        raise MappingError("mapping", "must be an object with 'fields'")
+    records = mapping.get("records")
+    records_path = None if records in (None, "", "$") else parse_path(records, "records")
+    if mapping.get("filter"):
+        raise MappingError("filter", "filter expressions are not supported yet")
+    fields = mapping.get("fields")
+    if not isinstance(fields, list) or not fields:
+        raise MappingError("fields", "must be a non-empty list")
+    compiled, seen = [], set()
+    for number, spec in enumerate(fields, start=1):
+        compiled.append(_compile_field(spec, number, seen))
+    return CompiledMapping(records_path, tuple(compiled))
+
+
+def _compile_field(spec: Any, number: int, seen: set) -> CompiledField:
+    if not isinstance(spec, dict):
+        raise MappingError(f"fields[{number - 1}]", "must be an object")
+    target = spec.get("target")
+    if not isinstance(target, str) or not target.strip():
+        raise MappingError(f"fields[{number - 1}]", "needs a non-empty 'target'")
+    if target in seen:
+        raise MappingError(target, "target appears twice")
+    seen.add(target)
+    kinds = [k for k in ("source", "value", "expr") if k in spec]
+    if len(kinds) != 1:
+        raise MappingError(target, "needs exactly one of 'source', 'value' or 'expr'")
+    kind = kinds[0]
+    if kind == "source":
+        path = parse_path(spec["source"], target)
+        produce = path.read
+    elif kind == "value":
+        constant = spec["value"]
+        produce = lambda record, root: constant  # noqa: E731
+    else:
+        raise MappingError(target, "expressions ('expr') are not supported yet")
+    type_ = spec.get("type")
+    if type_ is not None and type_ not in TYPES:
+        raise MappingError(target, f"unknown type {type_!r}; use one of {', '.join(TYPES)}")
+    fmt = spec.get("format")
+    if fmt is not None and not isinstance(fmt, str):
+        raise MappingError(target, "'format' must be a string")
+    return CompiledField(target, produce, type_, fmt, spec.get("default"), bool(spec.get("required")))

@@ -1,0 +1,153 @@
+"""Running flows on messages: claim, run, record. The one owner of run and message transitions."""
+from __future__ import annotations
+
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import close_old_connections, connection, transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from listeners.models import Message
+
+from .engine import RunFailure, RunResult, execute
+from .models import Flow, FlowRun
+
+log = logging.getLogger(__name__)
+MAX_RETRY_DELAY = 300
+
+
+def claim_message(message_id) -> bool:
+    """Take a queued message for this worker. False if another delivery already took it."""
+    now = timezone.now()
+    claimed = (
+        Message.objects.filter(pk=message_id, status=Message.Status.QUEUED)
+        .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
+        .update(status=Message.Status.RUNNING, claimed_at=now, attempts=F("attempts") + 1)
+    )
+    return claimed == 1
+
+
+def _flow_for(message: Message) -> Flow | None:
+    if message.flow_id is None:
+        return None
+    return Flow.objects.select_related(
+        "source_format", "destination_format", "destination_connection"
+    ).filter(pk=message.flow_id).first()
+
+
+def start_run(flow: Flow, message: Message | None, trigger: str = "event") -> FlowRun:
+    return FlowRun.objects.create(
+        flow=flow, message=message, trigger=trigger, attempt=message.attempts if message else 1,
+        bytes_read=message.size if message else 0,
+    )
+
+
+def finish_run(run: FlowRun, result: RunResult | None, failure: RunFailure | None) -> None:
+    run.finished_at = timezone.now()
+    if failure is None:
+        run.status = FlowRun.Status.SUCCEEDED
+        run.records_in, run.records_out = result.records_in, result.records_out
+        run.records_rejected = len(result.rejected)
+        run.log = result.log
+    else:
+        run.status = FlowRun.Status.FAILED
+        run.error = failure.reason
+        run.log = [*(result.log if result else []), f"failed: {failure.reason}"]
+    run.save()
+
+
+def run_message(message_id) -> FlowRun | None:
+    """Run a queued message's flow once. Harmless on a duplicate delivery."""
+    if not claim_message(message_id):
+        return None
+    message = Message.objects.get(pk=message_id)
+    flow = _flow_for(message)
+    if flow is None or not flow.enabled:
+        Message.objects.filter(pk=message.pk).update(
+            status=Message.Status.FAILED, finished_at=timezone.now(),
+            error="no enabled flow for this listener when the message ran",
+        )
+        return None
+    run = start_run(flow, message)
+    result, failure = None, None
+    try:
+        result = execute(flow, message.read_body(), message_id=str(message.pk), run_id=run.pk)
+    except RunFailure as exc:
+        failure = exc
+    except Exception as exc:  # a bug in the engine must still end the run, not leave it running
+        log.exception("flow %s crashed on message %s", flow.pk, message.pk)
+        failure = RunFailure(f"internal error: {exc.__class__.__name__}", bad_data=False)
+    with transaction.atomic():
+        finish_run(run, result, failure)
+        _finish_message(message, failure)
+    return run
+
+
+def _finish_message(message: Message, failure: RunFailure | None) -> None:
+    now = timezone.now()
+    if failure is None:
+        fields = {"status": Message.Status.SUCCEEDED, "finished_at": now, "error": ""}
+    elif failure.retryable and message.attempts < settings.PUSHFLOW_MAX_ATTEMPTS:
+        delay = min(MAX_RETRY_DELAY, 2 ** message.attempts)
+        fields = {
+            "status": Message.Status.QUEUED, "next_attempt_at": now + timedelta(seconds=delay),
+            "enqueued_at": None, "error": f"attempt {message.attempts} failed, retrying: {failure.reason}",
+        }
+    else:
+        fields = {"status": Message.Status.FAILED, "finished_at": now, "error": failure.reason}
+    Message.objects.filter(pk=message.pk, status=Message.Status.RUNNING).update(**fields)
+
+
+_sync_pool = ThreadPoolExecutor(max_workers=32, thread_name_prefix="sync-flow")
+
+
+def _run_sync_in_thread(flow_id: int, message_id) -> tuple[FlowRun, RunResult | None, RunFailure | None]:
+    try:
+        flow = Flow.objects.select_related("source_format", "destination_format", "destination_connection").get(pk=flow_id)
+        message = Message.objects.get(pk=message_id)
+        run = start_run(flow, message)
+        result, failure = None, None
+        try:
+            result = execute(flow, message.read_body(), message_id=str(message.pk), run_id=run.pk)
+        except RunFailure as exc:
+            failure = exc
+        except Exception as exc:
+            log.exception("sync flow %s crashed on message %s", flow_id, message_id)
+            failure = RunFailure(f"internal error: {exc.__class__.__name__}", bad_data=False)
+        with transaction.atomic():
+            finish_run(run, result, failure)
+            fields = {"finished_at": timezone.now()}
+            if failure is None:
+                fields.update(status=Message.Status.SUCCEEDED, response_status=200,
+                              response_content_type=result.content_type, response_body=result.output)
+            else:
+                fields.update(status=Message.Status.FAILED, error=failure.reason,
+                              response_status=422 if failure.bad_data else 500)
+            Message.objects.filter(pk=message_id).update(**fields)
+        return run, result, failure
+    finally:
+        connection.close()
+
+
+def run_sync(flow: Flow, message: Message, timeout: float) -> tuple[RunResult | None, RunFailure | None]:
+    """Run `flow` on a stored message inline for a sync caller, bounded by `timeout` seconds.
+
+    Past the timeout the caller gets a RunFailure marked `timed_out`; the run goes
+    on and is recorded when it ends.
+    """
+    Message.objects.filter(pk=message.pk).update(
+        status=Message.Status.RUNNING, claimed_at=timezone.now(), attempts=F("attempts") + 1
+    )
+    close_old_connections()
+    future = _sync_pool.submit(_run_sync_in_thread, flow.pk, message.pk)
+    try:
+        _, result, failure = future.result(timeout=timeout)
+    except FutureTimeout:
+        failure = RunFailure(f"the flow did not finish within {timeout:g} s", bad_data=False)
+        failure.timed_out = True
+        return None, failure
+    return result, failure

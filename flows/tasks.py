@@ -1,0 +1,11 @@
+"""Celery tasks of flows: thin wrappers that take ids and call services."""
+from __future__ import annotations
+
+from celery import shared_task
+
+from . import services
+
+
+@shared_task(name="flows.run_message", acks_late=True)
+def run_message_task(message_id: str) -> None:
+    services.run_message(message_id)

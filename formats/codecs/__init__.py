@@ -1,0 +1,73 @@
+"""The codec registry. A codec turns bytes into record trees and records into bytes.
+
+Each codec module defines one `Codec` subclass and registers it with
+`@register_codec`; adding a format kind is one module plus one import line below.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Any, ClassVar
+
+from lib.registry import Registry
+
+
+class CodecError(Exception):
+    """A payload that cannot be read, or records that cannot be written.
+
+    `reason` is for a person; `location` says where (line/column, row, path).
+    """
+
+    def __init__(self, reason: str, location: str = ""):
+        self.reason = reason
+        self.location = location
+        super().__init__(f"{reason} ({location})" if location else reason)
+
+
+class Codec:
+    kind: ClassVar[str]
+    label: ClassVar[str]
+    content_type: ClassVar[str]
+    options_schema: ClassVar[dict]
+    # Option names whose values are secrets (none for codecs so far).
+    secret_options: ClassVar[tuple[str, ...]] = ()
+
+    def read(self, data: bytes, options: dict) -> Iterator[Any]:
+        """Yield one record tree per document in the payload (one for JSON, one per CSV row)."""
+        raise NotImplementedError
+
+    def write(self, records: Iterable[dict], fields: list[str], options: dict, single: bool) -> bytes:
+        """Serialise mapped records. `single`: the run maps one whole payload to one record."""
+        raise NotImplementedError
+
+    def single_document(self, options: dict) -> bool:
+        """True when a payload is one document (JSON), False when it is a series of rows."""
+        return False
+
+    def validate(self, data: bytes, options: dict) -> None:
+        """Raise CodecError if the payload cannot be read."""
+        for _ in self.read(data, options):
+            pass
+
+
+codecs: Registry[Codec] = Registry("format")
+
+
+def register_codec(cls: type[Codec]) -> type[Codec]:
+    codecs.register(cls())
+    return cls
+
+
+def decode_text(data: bytes, encoding: str) -> str:
+    """Bytes to text in the declared encoding, with a readable error on bad bytes."""
+    if encoding.lower().replace("-", "") in {"utf8", "utf8sig"} and data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    try:
+        return data.decode(encoding)
+    except LookupError:
+        raise CodecError(f"unknown encoding {encoding!r}") from None
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise CodecError(f"bytes not valid {encoding}: {exc.reason}", f"byte {exc.start}, line {line}") from None
+
+
+from . import csv_codec, json_codec  # noqa: E402,F401  registration

@@ -1,0 +1,1 @@
+"""Small helpers that need no models: environment parsing, paths, time."""

@@ -1,0 +1,83 @@
+from django.db.models import Prefetch
+from django.http import HttpResponse
+from django.utils.dateparse import parse_datetime
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import status, viewsets
+from rest_framework.decorators import action
+from rest_framework.exceptions import ValidationError
+from rest_framework.response import Response
+
+from config.api import IsOwnerOrAdmin, OwnedModelViewSet, visible_to
+from flows.models import FlowRun
+from listeners.models import Listener, Message
+from listeners.services import ResubmitRefused, resubmit_message
+
+from .serializers import ListenerSerializer, MessageSerializer
+
+
+class ListenerViewSet(OwnedModelViewSet):
+    queryset = Listener.objects.select_related("flow").prefetch_related("allowed_users")
+    serializer_class = ListenerSerializer
+
+
+def _when(value: str, name: str):
+    parsed = parse_datetime(value)
+    if parsed is None:
+        raise ValidationError({name: [f"{value!r} is not an ISO 8601 date-time"]})
+    return parsed
+
+
+@extend_schema(parameters=[
+    OpenApiParameter("listener", int), OpenApiParameter("flow", int), OpenApiParameter("status", str),
+    OpenApiParameter("since", str, description="ISO 8601"), OpenApiParameter("until", str, description="ISO 8601"),
+    OpenApiParameter("q", str, description="text in the payload"),
+])
+class MessageViewSet(viewsets.ReadOnlyModelViewSet):
+    serializer_class = MessageSerializer
+    permission_classes = viewsets.ReadOnlyModelViewSet.permission_classes + [IsOwnerOrAdmin]
+
+    def get_queryset(self):
+        queryset = visible_to(self.request.user, Message.objects.all()).defer("body", "body_text", "response_body")
+        queryset = queryset.prefetch_related(Prefetch("runs", queryset=FlowRun.objects.order_by("started_at")))
+        params = self.request.query_params
+        for name in ("listener", "flow"):
+            if params.get(name):
+                if not params[name].isdigit():
+                    raise ValidationError({name: ["must be an id"]})
+                queryset = queryset.filter(**{f"{name}_id": int(params[name])})
+        if params.get("status"):
+            statuses = params["status"].split(",")
+            unknown = [s for s in statuses if s not in Message.Status.values]
+            if unknown:
+                raise ValidationError({"status": [f"unknown status {unknown[0]!r}; use {', '.join(Message.Status.values)}"]})
+            queryset = queryset.filter(status__in=statuses)
+        if params.get("since"):
+            queryset = queryset.filter(received_at__gte=_when(params["since"], "since"))
+        if params.get("until"):
+            queryset = queryset.filter(received_at__lt=_when(params["until"], "until"))
+        if params.get("q"):
+            queryset = queryset.filter(body_text__icontains=params["q"])
+        return queryset.order_by("-received_at")
+
+    @extend_schema(responses={(200, "application/octet-stream"): bytes})
+    @action(detail=True, methods=["get"])
+    def body(self, request, pk=None):
+        message = self.get_object()
+        content_type = message.content_type or "application/octet-stream"
+        if message.charset:
+            content_type += f"; charset={message.charset}"
+        response = HttpResponse(message.read_body(), content_type=content_type)
+        response["Content-Disposition"] = f'inline; filename="{message.pk}.body"'
+        response["X-Content-Type-Options"] = "nosniff"
+        return response
+
+    @extend_schema(request=None, responses={202: MessageSerializer})
+    @action(detail=True, methods=["post"])
+    def resubmit(self, request, pk=None):
+        message = self.get_object()
+        try:
+            resubmit_message(message)
+        except ResubmitRefused as exc:
+            return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
+        message.refresh_from_db()
+        return Response(self.get_serializer(message).data, status=status.HTTP_202_ACCEPTED)

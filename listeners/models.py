@@ -1,0 +1,163 @@
+"""Listener (an ingest URL with its checks) and Message (one request it received)."""
+from __future__ import annotations
+
+import hashlib
+import os
+import uuid
+from pathlib import Path
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+from connections.crypto import decrypt_secrets, encrypt_secrets
+
+
+class Listener(models.Model):
+    """An HTTP endpoint at /listen/<path> that accepts payloads for one flow."""
+
+    class Mode(models.TextChoices):
+        ASYNC = "async", "Async (answer 202 at once)"
+        SYNC = "sync", "Sync (answer with the flow's output)"
+
+    class Auth(models.TextChoices):
+        NONE = "none", "None"
+        BASIC = "basic", "HTTP Basic"
+        TOKEN = "token", "Bearer token"
+        API_KEY = "api_key", "API key header"
+        HMAC = "hmac", "HMAC signature"
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="listeners")
+    name = models.CharField(max_length=200)
+    path = models.CharField(max_length=200, unique=True)
+    mode = models.CharField(max_length=10, choices=Mode.choices, default=Mode.ASYNC)
+    methods = models.JSONField(default=list, blank=True)
+    auth = models.CharField(max_length=10, choices=Auth.choices, default=Auth.TOKEN)
+    allowed_users = models.ManyToManyField(
+        settings.AUTH_USER_MODEL, blank=True, related_name="allowed_listeners",
+        help_text="Users allowed to push besides the owner and administrators.",
+    )
+    api_key_header = models.CharField(max_length=100, blank=True, default="X-API-Key")
+    signature = models.JSONField(default=dict, blank=True)
+    secrets_encrypted = models.TextField(blank=True, default="", editable=False)
+    format = models.ForeignKey("formats.Format", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    max_body_bytes = models.PositiveBigIntegerField(default=10 * 1024 * 1024)
+    content_types = models.JSONField(default=list, blank=True, help_text="Accepted media types; empty: any.")
+    timeout_seconds = models.FloatField(default=30.0, help_text="Sync mode: answer 504 past this.")
+    enabled = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.name} (/listen/{self.path})"
+
+    @property
+    def allowed_methods(self) -> list[str]:
+        return [m.upper() for m in (self.methods or ["POST"])]
+
+    @property
+    def secrets(self) -> dict:
+        return decrypt_secrets(self.secrets_encrypted)
+
+    @secrets.setter
+    def secrets(self, values: dict) -> None:
+        self.secrets_encrypted = encrypt_secrets(values or {})
+
+    def user_may_push(self, user) -> bool:
+        if user is None or not user.is_active:
+            return False
+        if user.is_superuser or user.pk == self.owner_id:
+            return True
+        return self.allowed_users.filter(pk=user.pk).exists()
+
+
+class Message(models.Model):
+    """One request that reached a listener: kept whole, run, and auditable afterwards."""
+
+    class Status(models.TextChoices):
+        RECEIVED = "received"
+        QUEUED = "queued"
+        RUNNING = "running"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+        REJECTED = "rejected"
+        CANCELLED = "cancelled"
+
+    FINAL = (Status.SUCCEEDED, Status.FAILED, Status.REJECTED, Status.CANCELLED)
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+",
+        help_text="Owner of the listener at arrival; keeps the message visible if the listener goes.",
+    )
+    listener = models.ForeignKey(Listener, null=True, on_delete=models.SET_NULL, related_name="messages")
+    flow = models.ForeignKey("flows.Flow", null=True, blank=True, on_delete=models.SET_NULL, related_name="messages")
+    received_at = models.DateTimeField(default=timezone.now)
+    method = models.CharField(max_length=10)
+    path = models.CharField(max_length=300)
+    query = models.TextField(blank=True, default="")
+    headers = models.JSONField(default=dict, blank=True)
+    remote_addr = models.CharField(max_length=64, blank=True, default="")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    content_type = models.CharField(max_length=200, blank=True, default="")
+    charset = models.CharField(max_length=40, blank=True, default="")
+    size = models.PositiveBigIntegerField(default=0)
+    sha256 = models.CharField(max_length=64, blank=True, default="")
+    # A body that is valid UTF-8 is kept as text (searchable with `q`), others as bytes.
+    body_text = models.TextField(null=True, blank=True)
+    body = models.BinaryField(null=True, blank=True)
+    body_file = models.CharField(max_length=300, blank=True, default="")
+    idempotency_key = models.CharField(max_length=200, blank=True, default="")
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.RECEIVED)
+    attempts = models.PositiveIntegerField(default=0)
+    enqueued_at = models.DateTimeField(null=True, blank=True)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    response_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    response_content_type = models.CharField(max_length=200, blank=True, default="")
+    response_body = models.BinaryField(null=True, blank=True)
+    error = models.TextField(blank=True, default="")
+    resubmitted_from = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+
+    class Meta:
+        ordering = ["-received_at"]
+        indexes = [
+            models.Index(fields=["status", "enqueued_at"]),
+            models.Index(fields=["listener", "-received_at"]),
+            models.Index(fields=["owner", "-received_at"]),
+            models.Index(fields=["flow", "-received_at"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.id} {self.status}"
+
+    def store_body(self, data: bytes) -> None:
+        """Keep `data` inline when small, in a file (flushed to disk) when large."""
+        self.size = len(data)
+        self.sha256 = hashlib.sha256(data).hexdigest()
+        if len(data) <= settings.PUSHFLOW_INLINE_BODY_BYTES:
+            try:
+                self.body_text, self.body = data.decode("utf-8"), None
+            except UnicodeDecodeError:
+                self.body_text, self.body = None, data
+            return
+        relative = Path(timezone.now().strftime("%Y/%m/%d")) / f"{self.id}.body"
+        target = Path(settings.PUSHFLOW_BODY_DIR) / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with open(target, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        self.body = self.body_text = None
+        self.body_file = str(relative)
+
+    def read_body(self) -> bytes:
+        if self.body_file:
+            return (Path(settings.PUSHFLOW_BODY_DIR) / self.body_file).read_bytes()
+        if self.body_text is not None:
+            return self.body_text.encode("utf-8")
+        return bytes(self.body or b"")

@@ -1,0 +1,124 @@
+"""Accepting messages and getting them to a worker: store, enqueue on commit, sweep.
+
+The database is where messages live. A message is committed before the caller
+gets a 2xx; publishing to the broker happens after commit and may fail (broker
+down) without losing anything: the sweeper publishes every message still queued.
+"""
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from .models import Listener, Message
+
+log = logging.getLogger(__name__)
+
+
+def publish(message_id) -> bool:
+    """Hand a message id to the broker. False (logged) if the broker is unreachable."""
+    from flows.tasks import run_message_task
+
+    try:
+        run_message_task.apply_async(args=[str(message_id)], retry=False)
+    except Exception as exc:  # any broker error: the sweeper will publish it again
+        log.warning("could not publish message %s (%s: %s); the sweeper will retry", message_id, exc.__class__.__name__, exc)
+        return False
+    return True
+
+
+def accept_message(listener: Listener, message: Message, data: bytes, queue: bool) -> Message:
+    """Store an accepted request (body included) and, if `queue`, publish it after commit."""
+    message.listener = listener
+    message.owner_id = listener.owner_id
+    flow = getattr(listener, "flow", None)
+    message.flow = flow
+    message.store_body(data)
+    if queue and flow is not None and flow.enabled:
+        message.status = Message.Status.QUEUED
+        message.enqueued_at = timezone.now()
+    with transaction.atomic():
+        message.save(force_insert=True)
+        if message.status == Message.Status.QUEUED:
+            transaction.on_commit(lambda: publish(message.pk))
+    return message
+
+
+def record_rejection(listener: Listener | None, message: Message, status: int, reason: str, data: bytes = b"") -> None:
+    """Keep a rejected request (its reason, and its body when one was read) for the messages page."""
+    message.listener = listener
+    message.owner_id = listener.owner_id if listener else None
+    message.status = Message.Status.REJECTED
+    message.response_status = status
+    message.error = reason
+    message.finished_at = timezone.now()
+    if data:
+        message.store_body(data)
+    try:
+        message.save(force_insert=True)
+    except Exception as exc:  # keeping a reject must never turn the answer into a 500
+        log.warning("could not record a rejected request: %s", exc.__class__.__name__)
+
+
+def requeue_due_messages(limit: int = 500) -> list:
+    """Ids of messages that should be (re)published now; marks them enqueued.
+
+    A message is due when it is queued, its retry time (if any) has come, and it
+    was never published or was published long enough ago that the broker must
+    have lost it. A message claimed by a worker that never finished (its lease
+    ran out) goes back to queued, or fails once it has used all its attempts.
+    """
+    now = timezone.now()
+    lease = now - timedelta(seconds=settings.PUSHFLOW_RUN_LEASE_SECONDS)
+    stale = Message.objects.filter(status=Message.Status.RUNNING, claimed_at__lt=lease)
+    stale.filter(attempts__gte=settings.PUSHFLOW_MAX_ATTEMPTS).update(
+        status=Message.Status.FAILED, finished_at=now,
+        error="the worker running this message was lost too many times; stopped after the last attempt",
+    )
+    stale.update(status=Message.Status.QUEUED, enqueued_at=None, error="the worker running this message was lost; queued again")
+    forgotten = now - timedelta(seconds=settings.PUSHFLOW_REQUEUE_AFTER_SECONDS)
+    due = (
+        Message.objects.filter(status=Message.Status.QUEUED)
+        .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
+        .filter(Q(enqueued_at__isnull=True) | Q(enqueued_at__lt=forgotten))
+        .order_by("received_at")
+        .values_list("pk", flat=True)[:limit]
+    )
+    ids = list(due)
+    if ids:
+        Message.objects.filter(pk__in=ids, status=Message.Status.QUEUED).update(enqueued_at=now)
+    return ids
+
+
+def sweep_queued_messages() -> int:
+    """Publish every queued message that is due; returns how many were published."""
+    ids = requeue_due_messages()
+    return sum(1 for message_id in ids if publish(message_id))
+
+
+class ResubmitRefused(Exception):
+    pass
+
+
+def resubmit_message(message: Message) -> None:
+    """Run the flow again on the same message, as a new run."""
+    if message.status in (Message.Status.QUEUED, Message.Status.RUNNING):
+        raise ResubmitRefused(f"the message is {message.status}; wait for it to finish")
+    if message.status == Message.Status.REJECTED:
+        raise ResubmitRefused("a rejected request was not accepted and has no run to repeat")
+    listener = message.listener
+    flow = getattr(listener, "flow", None) if listener else None
+    if flow is None or not flow.enabled:
+        raise ResubmitRefused("the message's listener has no enabled flow")
+    with transaction.atomic():
+        updated = Message.objects.filter(pk=message.pk, status=message.status).update(
+            status=Message.Status.QUEUED, flow=flow, enqueued_at=timezone.now(), next_attempt_at=None,
+            finished_at=None, error="",
+        )
+        if not updated:
+            raise ResubmitRefused("the message changed meanwhile; reload and try again")
+        transaction.on_commit(lambda: publish(message.pk))

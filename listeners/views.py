@@ -1,0 +1,189 @@
+"""The ingest view: /listen/<path>. Every row of DESIGN §2's status table is answered here.
+
+Order of checks: listener (404) -> authentication (401/403) -> method (405) ->
+content type (415) -> body with its cap (413/400) -> validation at the door (422)
+-> store (503 if the database is down) -> 202, or run the flow for a sync caller.
+A rejected request is kept as a `rejected` message with its reason.
+"""
+from __future__ import annotations
+
+import hmac
+import logging
+
+import orjson
+from django.conf import settings
+from django.db import DatabaseError
+from django.http import HttpResponse
+from django.views.decorators.csrf import csrf_exempt
+
+from accounts.authentication import user_from_authorization
+from formats.codecs import CodecError
+
+from .body import BodyError, read_body
+from .models import Listener, Message
+from .services import accept_message, record_rejection
+
+log = logging.getLogger(__name__)
+
+HIDDEN_HEADERS = {"authorization", "proxy-authorization", "cookie"}
+
+
+class Rejected(Exception):
+    def __init__(self, status: int, reason: str, headers: dict | None = None, data: bytes = b""):
+        self.status = status
+        self.reason = reason
+        self.headers = headers or {}
+        self.data = data
+        super().__init__(reason)
+
+
+def fault_response(status: int, reason: str, message_id=None, listener: Listener | None = None, headers=None) -> HttpResponse:
+    """A fault body: JSON, or XML when the listener reads XML."""
+    if listener is not None and listener.format_id and listener.format and listener.format.kind == "xml":
+        from xml.sax.saxutils import escape
+
+        mid = f"<messageId>{escape(str(message_id))}</messageId>" if message_id else ""
+        body = f'<?xml version="1.0" encoding="UTF-8"?><fault><status>{status}</status>{mid}<reason>{escape(reason)}</reason></fault>'
+        response = HttpResponse(body.encode(), status=status, content_type="application/xml; charset=utf-8")
+    else:
+        payload = {"status": status, "error": reason}
+        if message_id:
+            payload["message_id"] = str(message_id)
+        response = HttpResponse(orjson.dumps(payload), status=status, content_type="application/json")
+    if message_id:
+        response["X-Message-Id"] = str(message_id)
+    for name, value in (headers or {}).items():
+        response[name] = value
+    return response
+
+
+def _request_headers(request, listener: Listener) -> dict:
+    hidden = HIDDEN_HEADERS | {listener.api_key_header.lower()}
+    headers = {}
+    for key, value in request.META.items():
+        if key.startswith("HTTP_"):
+            name = key[5:].replace("_", "-").title()
+        elif key in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+            name = key.replace("_", "-").title()
+        else:
+            continue
+        headers[name] = "***" if name.lower() in hidden else value
+    return headers
+
+
+def _new_message(request, listener: Listener) -> Message:
+    content_type = request.META.get("CONTENT_TYPE", "")
+    return Message(
+        method=request.method,
+        path=request.path[:300],
+        query=request.META.get("QUERY_STRING", ""),
+        headers=_request_headers(request, listener),
+        remote_addr=request.META.get("REMOTE_ADDR", "")[:64],
+        content_type=content_type.split(";")[0].strip().lower()[:200],
+        charset=(request.content_params.get("charset", "") if hasattr(request, "content_params") else "")[:40],
+        idempotency_key=(request.META.get("HTTP_IDEMPOTENCY_KEY") or request.META.get("HTTP_WEBHOOK_ID") or "")[:200],
+    )
+
+
+def _authenticate(request, listener: Listener):
+    """The pushing user (or None when the listener needs none); raises Rejected."""
+    if listener.auth == Listener.Auth.NONE:
+        return None
+    if listener.auth in (Listener.Auth.BASIC, Listener.Auth.TOKEN):
+        user = user_from_authorization(request.META.get("HTTP_AUTHORIZATION"))
+        challenge = 'Basic realm="pushflow", charset="UTF-8"' if listener.auth == Listener.Auth.BASIC else 'Bearer realm="pushflow"'
+        if user is None:
+            raise Rejected(401, "authentication required: missing or wrong credentials", {"WWW-Authenticate": challenge})
+        if not listener.user_may_push(user):
+            raise Rejected(403, f"user {user.get_username()!r} is not allowed on this listener")
+        return user
+    if listener.auth == Listener.Auth.API_KEY:
+        given = request.META.get("HTTP_" + listener.api_key_header.upper().replace("-", "_"), "")
+        keys = listener.secrets.get("api_keys") or ([listener.secrets["api_key"]] if listener.secrets.get("api_key") else [])
+        if not given or not any(hmac.compare_digest(given.encode(), str(k).encode()) for k in keys):
+            raise Rejected(401, f"missing or wrong API key in header {listener.api_key_header}")
+        return None
+    raise Rejected(401, f"authentication mode {listener.auth!r} is not available on this server")
+
+
+def _check_request(request, listener: Listener) -> None:
+    if request.method not in listener.allowed_methods:
+        raise Rejected(405, f"method {request.method} not allowed; use {', '.join(listener.allowed_methods)}",
+                       {"Allow": ", ".join(listener.allowed_methods)})
+    accepted = [t.lower() for t in (listener.content_types or [])]
+    if accepted:
+        media = request.META.get("CONTENT_TYPE", "").split(";")[0].strip().lower()
+        if media not in accepted:
+            raise Rejected(415, f"content type {media or '(none)'!r} not accepted; send one of {', '.join(accepted)}")
+
+
+def _validate(listener: Listener, data: bytes) -> None:
+    if listener.format_id is None or listener.format is None:
+        return
+    try:
+        listener.format.validate_payload(data)
+    except CodecError as exc:
+        raise Rejected(422, f"payload is not valid {listener.format.kind}: {exc}", data=data) from None
+
+
+def resolve_listener(path: str) -> Listener | None:
+    return (
+        Listener.objects.select_related("format", "flow", "flow__source_format", "owner")
+        .filter(path=path, enabled=True)
+        .first()
+    )
+
+
+@csrf_exempt
+def ingest(request, path: str):
+    try:
+        listener = resolve_listener(path)
+    except DatabaseError:
+        return fault_response(503, "the message store is unavailable; retry later", headers={"Retry-After": "5"})
+    if listener is None:
+        return fault_response(404, f"no enabled listener at /listen/{path}")
+    message = _new_message(request, listener)
+    try:
+        user = _authenticate(request, listener)
+        message.user = user
+        _check_request(request, listener)
+        try:
+            data = read_body(request.META, listener.max_body_bytes, settings.PUSHFLOW_BODY_READ_TIMEOUT_SECONDS)
+        except BodyError as exc:
+            raise Rejected(exc.status, exc.reason, {"Connection": "close"}) from None
+        _validate(listener, data)
+    except Rejected as rejected:
+        record_rejection(listener, message, rejected.status, rejected.reason, rejected.data)
+        return fault_response(rejected.status, rejected.reason, message.pk, listener, rejected.headers)
+    except DatabaseError:
+        return fault_response(503, "the message store is unavailable; retry later", headers={"Retry-After": "5"})
+
+    sync = listener.mode == Listener.Mode.SYNC
+    try:
+        accept_message(listener, message, data, queue=not sync)
+    except (DatabaseError, OSError) as exc:
+        log.warning("could not store a message for /listen/%s: %s", path, exc.__class__.__name__)
+        return fault_response(503, "the message store is unavailable; the payload was not kept, retry later",
+                              headers={"Retry-After": "5"})
+    if sync:
+        return _answer_sync(listener, message)
+    status_url = request.build_absolute_uri(f"/api/v1/messages/{message.pk}/")
+    response = HttpResponse(orjson.dumps({"message_id": str(message.pk), "status_url": status_url}),
+                            status=202, content_type="application/json")
+    response["X-Message-Id"] = str(message.pk)
+    return response
+
+
+def _answer_sync(listener: Listener, message: Message) -> HttpResponse:
+    from flows.services import run_sync
+
+    flow = getattr(listener, "flow", None)
+    if flow is None or not flow.enabled:
+        return fault_response(500, "this listener has no enabled flow", message.pk, listener)
+    result, failure = run_sync(flow, message, listener.timeout_seconds)
+    if failure is not None:
+        status = 504 if getattr(failure, "timed_out", False) else (422 if failure.bad_data else 500)
+        return fault_response(status, failure.reason, message.pk, listener)
+    response = HttpResponse(result.output, status=200, content_type=result.content_type)
+    response["X-Message-Id"] = str(message.pk)
+    return response

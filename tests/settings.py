@@ -1,0 +1,21 @@
+"""Test settings: the real settings, with a throw-away var/ and the database chosen by
+PUSHFLOW_TEST_DATABASE (sqlite, the default, or postgres on 127.0.0.1)."""
+import os
+import tempfile
+
+os.environ.setdefault("PUSHFLOW_VAR_DIR", tempfile.mkdtemp(prefix="pushflow-test-"))
+
+from config.settings import *  # noqa: E402,F403
+from config.settings import DATABASES  # noqa: E402
+
+if os.environ.get("PUSHFLOW_TEST_DATABASE") == "postgres":
+    import dj_database_url
+
+    DATABASES["default"] = dj_database_url.parse(
+        os.environ.get("PUSHFLOW_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+    )
+
+# Publishing runs the task inline: unit tests see the whole path without a worker.
+CELERY_TASK_ALWAYS_EAGER = True
+CELERY_TASK_EAGER_PROPAGATES = True
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
