@@ -107,7 +107,10 @@ def _surplus_waiting(environ: dict, stream) -> bool:
     sock = environ.get("gunicorn.socket")
     if not waiting and sock is not None:
         try:
-            waiting = sock.recv(64, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+            # Non-blocking for the peek: a socket with a timeout would wait for data first.
+            # read_body() puts the previous timeout back afterwards.
+            sock.setblocking(False)
+            waiting = sock.recv(64, socket.MSG_PEEK)
         except (BlockingIOError, InterruptedError):
             waiting = b""
         except OSError:
