@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import logging
 
-from django.db import DatabaseError
+from django.db import DatabaseError, IntegrityError
+from django.db.models import ProtectedError
 from rest_framework import permissions, serializers, status, viewsets
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -14,9 +15,18 @@ log = logging.getLogger(__name__)
 
 
 def exception_handler(exc, context):
-    """DRF's handler, plus a 503 (not a 500) when the database is unreachable."""
+    """DRF's handler, plus clear answers for database refusals instead of a 500."""
     response = drf_exception_handler(exc, context)
-    if response is None and isinstance(exc, DatabaseError):
+    if response is not None:
+        return response
+    if isinstance(exc, ProtectedError):
+        users = sorted({str(obj) for obj in exc.protected_objects})[:5]
+        return Response({"detail": f"still in use by: {', '.join(users)}; change or delete those first"},
+                        status=status.HTTP_409_CONFLICT)
+    if isinstance(exc, IntegrityError):
+        return Response({"detail": "this conflicts with an existing object (a name, path or link must be unique)"},
+                        status=status.HTTP_409_CONFLICT)
+    if isinstance(exc, DatabaseError):
         log.warning("database error in API: %s", exc.__class__.__name__)
         return Response({"detail": "The database is unavailable; try again."}, status=status.HTTP_503_SERVICE_UNAVAILABLE)
     return response
