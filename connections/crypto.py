@@ -7,7 +7,7 @@ tries every key, so old rows stay readable after a new key is put in front;
 from __future__ import annotations
 
 import orjson
-from cryptography.fernet import InvalidToken, MultiFernet, Fernet
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from django.conf import settings
 
 

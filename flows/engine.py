@@ -9,10 +9,10 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from connections.transports import Delivery, TransportError
-from formats.codecs import CodecError, codecs
+from formats.codecs import CodecError
 
 from .mapping import CompiledMapping, FieldError, MappingError, compile_mapping
 from .models import Flow
@@ -112,7 +112,7 @@ def execute(flow: Flow, data: bytes, message_id: str = "", run_id: int | None = 
         result.log.append(f"rejected record {rejected['index'] + 1}: {rejected['reason']}")
     connection = flow.destination_connection
     if connection is not None:
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         placeholders = {
             "message_id": message_id or f"run-{run_id}",
             "run_id": run_id or "",

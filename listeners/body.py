@@ -43,7 +43,7 @@ def read_body(environ: dict, cap: int, read_timeout: float = 10.0) -> bytes:
         if chunked or environ.get("wsgi.input_terminated"):
             return _read_to_end(stream, cap)
         return b""  # no length, not chunked, a server that cannot tell the end: no body (RFC 9112 6.3)
-    except (socket.timeout, TimeoutError):
+    except TimeoutError:
         raise BodyError(400, "the request body stopped arriving before it was complete (timed out)") from None
     except BodyError:
         raise

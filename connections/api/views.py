@@ -14,7 +14,10 @@ class ConnectionViewSet(OwnedModelViewSet):
     queryset = Connection.objects.all()
     serializer_class = ConnectionSerializer
 
-    @extend_schema(request=None, responses={200: inline_serializer("ConnectionTest", {"ok": serializers.BooleanField(), "detail": serializers.CharField()})})
+    @extend_schema(
+        request=None,
+        responses={200: inline_serializer("ConnectionTest", {"ok": serializers.BooleanField(), "detail": serializers.CharField()})},
+    )
     @action(detail=True, methods=["post"])
     def test(self, request, pk=None):
         ok, detail = test_connection(self.get_object())

@@ -53,7 +53,7 @@ class CsvCodec(Codec):
                     raise CodecError(
                         f"row has {len(row)} columns, the header has {len(header)}", f"line {reader.line_num}"
                     )
-                yield dict(zip(names, row))
+                yield dict(zip(names, row, strict=False))
         except csv.Error as exc:
             raise CodecError(f"malformed CSV: {exc}", f"line {reader.line_num}") from None
 
