@@ -149,7 +149,7 @@ PUSHFLOW_OUTBOUND_ALLOW = env_list("PUSHFLOW_OUTBOUND_ALLOW", [])
 PUSHFLOW_PUBLIC_URL = env_str("PUSHFLOW_PUBLIC_URL", "")
 
 # --- Celery ---
-CELERY_BROKER_URL = env_str("CELERY_BROKER_URL") or "embedded://"
+CELERY_BROKER_URL = env_str("CELERY_BROKER_URL") or "embedded://localhost/"
 CELERY_BROKER_TRANSPORT_OPTIONS = {}
 if CELERY_BROKER_URL.startswith("embedded://"):
     _broker_dir = Path(env_str("PUSHFLOW_BROKER_DIR", str(VAR_DIR / "broker")))
