@@ -1,0 +1,137 @@
+"""Start Pushflow for a benchmark, talk to its API, run wrk, and record results."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from contextlib import contextmanager
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PYTHON = sys.executable
+ADMIN = ("bench-admin", "bench-Pass-2026!")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    except OSError:
+        return "unknown"
+
+
+class Server:
+    """A running Pushflow (web, worker, scheduler) on a free port with its own var/ folder."""
+
+    def __init__(self, env: dict, settings: str = "bench.baseline_settings"):
+        self.port = free_port()
+        self.var = tempfile.mkdtemp(prefix="pushflow-bench-")
+        self.env = dict(os.environ, PORT=str(self.port), PUSHFLOW_VAR_DIR=self.var, DJANGO_SETTINGS_MODULE=settings,
+                        PUSHFLOW_ADMIN_USER=ADMIN[0], PUSHFLOW_ADMIN_PASSWORD=ADMIN[1], **env)
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.token = ""
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        log = open(os.path.join(self.var, "run.log"), "wb")
+        self.proc = subprocess.Popen([PYTHON, "-m", "config.launcher"], cwd=ROOT, env=self.env, stdout=log,
+                                     stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            try:
+                with urllib.request.urlopen(self.base + "/healthz", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                time.sleep(0.5)
+        else:
+            raise SystemExit("Pushflow did not become healthy; see " + os.path.join(self.var, "run.log"))
+        self.token = self.call("POST", "/api/v1/token", {"login": ADMIN[0], "password": ADMIN[1]}, auth=False)["token"]
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGINT)
+            try:
+                self.proc.wait(40)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+        shutil.rmtree(self.var, ignore_errors=True)
+
+    def call(self, method: str, path: str, body=None, auth: bool = True):
+        headers = {"Content-Type": "application/json"}
+        if auth:
+            headers["Authorization"] = f"Bearer {self.token}"
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(self.base + path, data=data, method=method, headers=headers)
+        with urllib.request.urlopen(req, timeout=60) as r:
+            raw = r.read()
+            return json.loads(raw) if raw else None
+
+    def create(self, resource: str, obj: dict) -> dict:
+        return self.call("POST", f"/api/v1/{resource}/", obj)
+
+    def message_count(self, listener_id: int, status: str = "") -> int:
+        query = f"listener={listener_id}&limit=1" + (f"&status={status}" if status else "")
+        return self.call("GET", f"/api/v1/messages/?{query}")["count"]
+
+
+@contextmanager
+def running(env: dict):
+    server = Server(env)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+
+
+WRK_SCRIPT = """
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer %(token)s"
+wrk.body = [[%(body)s]]
+done = function(summary, latency, requests)
+  io.write(string.format("PF_RESULT %%d %%d %%d %%d %%d %%d\\n", summary.requests,
+    summary.errors.status, summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout,
+    latency:percentile(50), latency:percentile(99), summary.duration))
+end
+"""
+
+
+def wrk(url: str, token: str, body: str, connections: int, seconds: int) -> dict:
+    """Run wrk -t2 against url; returns req/s, p50/p99 (ms), non-2xx and socket errors."""
+    if not shutil.which("wrk"):
+        raise SystemExit("wrk is not installed: apt-get install wrk")
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+        script.write(WRK_SCRIPT % {"token": token, "body": body})
+    try:
+        out = subprocess.run(["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s", "-s", script.name, url],
+                             capture_output=True, text=True, check=True).stdout
+    finally:
+        os.unlink(script.name)
+    match = re.search(r"PF_RESULT (\d+) (\d+) (\d+) (\d+) (\d+) (\d+)", out)
+    requests, non2xx, socket_errors, p50, p99, duration_us = (int(x) for x in match.groups())
+    return {
+        "requests": requests, "ok": requests - non2xx, "non2xx": non2xx, "socket_errors": socket_errors,
+        "rps": requests / (duration_us / 1e6), "p50_ms": p50 / 1000, "p99_ms": p99 / 1000,
+    }
+
+
+def payload_1kb() -> str:
+    body = {"resourceType": "Observation", "id": "obs-1", "status": "final", "subject": {"reference": "Patient/42"},
+            "code": {"text": "Glucose"}, "valueQuantity": {"value": 5.4, "unit": "mmol/L"}}
+    body["note"] = "x" * (1024 - len(json.dumps(body)) - 12)
+    return json.dumps(body)
