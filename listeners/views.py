@@ -22,10 +22,12 @@ from formats.codecs import CodecError
 from .body import BodyError, read_body
 from .models import Listener, Message
 from .services import accept_message, record_rejection
+from .signatures import SignatureError, verify_signature
 
 log = logging.getLogger(__name__)
 
-HIDDEN_HEADERS = {"authorization", "proxy-authorization", "cookie"}
+HIDDEN_HEADERS = {"authorization", "proxy-authorization", "cookie", "webhook-signature", "x-hub-signature-256",
+                  "stripe-signature"}
 
 
 class Rejected(Exception):
@@ -103,7 +105,18 @@ def _authenticate(request, listener: Listener):
         if not given or not any(hmac.compare_digest(given.encode(), str(k).encode()) for k in keys):
             raise Rejected(401, f"missing or wrong API key in header {listener.api_key_header}")
         return None
+    if listener.auth == Listener.Auth.HMAC:
+        return None  # checked once the body is read: the signature covers it
     raise Rejected(401, f"authentication mode {listener.auth!r} is not available on this server")
+
+
+def _verify_signature(request, listener: Listener, data: bytes) -> None:
+    if listener.auth != Listener.Auth.HMAC:
+        return
+    try:
+        verify_signature(listener.signature, listener.secrets.get("signing_keys") or [], request.META, data)
+    except SignatureError as exc:
+        raise Rejected(401, f"signature check failed: {exc}") from None
 
 
 def _check_request(request, listener: Listener) -> None:
@@ -151,6 +164,7 @@ def ingest(request, path: str):
             data = read_body(request.META, listener.max_body_bytes, settings.PUSHFLOW_BODY_READ_TIMEOUT_SECONDS)
         except BodyError as exc:
             raise Rejected(exc.status, exc.reason, {"Connection": "close"}) from None
+        _verify_signature(request, listener, data)
         _validate(listener, data)
     except Rejected as rejected:
         record_rejection(listener, message, rejected.status, rejected.reason, rejected.data)

@@ -7,6 +7,7 @@ from rest_framework import serializers
 from config.api import OwnedPrimaryKeyField
 from formats.models import Format
 from listeners.models import Listener, Message
+from listeners.signatures import SCHEMES
 
 _PATH = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._~-]*(/[A-Za-z0-9][A-Za-z0-9._~-]*)*$")
 METHODS = ["POST", "PUT", "PATCH", "GET", "DELETE"]
@@ -57,10 +58,38 @@ class ListenerSerializer(serializers.ModelSerializer):
             raise serializers.ValidationError("a list of media types such as 'application/json'")
         return [v.strip().lower() for v in value]
 
+    def validate_signature(self, value):
+        if not isinstance(value, dict):
+            raise serializers.ValidationError("an object like {\"scheme\": \"standard\", \"tolerance\": 300}")
+        scheme = value.get("scheme", "standard")
+        if scheme not in SCHEMES:
+            raise serializers.ValidationError(f"scheme must be one of {', '.join(SCHEMES)}")
+        tolerance = value.get("tolerance", 300)
+        if not isinstance(tolerance, int) or isinstance(tolerance, bool) or not 1 <= tolerance <= 86400:
+            raise serializers.ValidationError("tolerance is a number of seconds between 1 and 86400")
+        return {"scheme": scheme, "tolerance": tolerance}
+
+    def validate_secrets(self, value):
+        keys = value.get("signing_keys")
+        if keys is not None and (not isinstance(keys, list) or not all(isinstance(k, str) and k for k in keys)):
+            raise serializers.ValidationError({"signing_keys": "a list of non-empty strings"})
+        api_keys = value.get("api_keys")
+        if api_keys is not None and (not isinstance(api_keys, list) or not all(isinstance(k, str) and k for k in api_keys)):
+            raise serializers.ValidationError({"api_keys": "a list of non-empty strings"})
+        return value
+
     def validate(self, attrs):
         attrs = super().validate(attrs)
         if "methods" not in attrs and self.instance is None:
             attrs["methods"] = ["POST"]
+        auth = attrs.get("auth", getattr(self.instance, "auth", Listener.Auth.TOKEN))
+        secrets = attrs.get("secrets")
+        stored = self.instance.secrets if self.instance is not None else {}
+        merged = {**stored, **(secrets or {})}
+        if auth == Listener.Auth.HMAC and not merged.get("signing_keys"):
+            raise serializers.ValidationError({"secrets": ["an hmac listener needs secrets.signing_keys (one or more)"]})
+        if auth == Listener.Auth.API_KEY and not (merged.get("api_keys") or merged.get("api_key")):
+            raise serializers.ValidationError({"secrets": ["an api_key listener needs secrets.api_key or secrets.api_keys"]})
         return attrs
 
     def _save_with_secrets(self, instance, validated_data):
@@ -69,7 +98,7 @@ class ListenerSerializer(serializers.ModelSerializer):
         for key, value in validated_data.items():
             setattr(instance, key, value)
         if secrets is not None:
-            instance.secrets = secrets
+            instance.secrets = {**instance.secrets, **secrets} if instance.pk else secrets
         instance.save()
         if users is not None:
             instance.allowed_users.set(users)
