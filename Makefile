@@ -31,7 +31,7 @@ lint: $(VENV)/.installed-dev
 # broker, PostgreSQL + Redis).
 test: $(VENV)/.installed-dev lint
 	$(VENV)/bin/pytest -q
-	PUSHFLOW_TEST_DATABASE=postgres $(VENV)/bin/pytest -q -m "not e2e" -p no:randomly
+	PUSHFLOW_TEST_DATABASE=postgres $(VENV)/bin/pytest -q -m "not e2e"
 
 test-fast: $(VENV)/.installed-dev
 	$(VENV)/bin/pytest -q -m "not e2e"
