@@ -41,10 +41,12 @@ def accept_message(listener: Listener, message: Message, data: bytes, queue: boo
     if queue and flow is not None and flow.enabled:
         message.status = Message.Status.QUEUED
         message.enqueued_at = timezone.now()
-    with transaction.atomic():
-        message.save(force_insert=True)
-        if message.status == Message.Status.QUEUED:
-            transaction.on_commit(lambda: publish(message.pk))
+    # One INSERT in autocommit mode is its own transaction: committed when save()
+    # returns, without BEGIN/COMMIT round trips. on_commit then publishes at once,
+    # or after the caller's transaction if there is one.
+    message.save(force_insert=True)
+    if message.status == Message.Status.QUEUED:
+        transaction.on_commit(lambda: publish(message.pk))
     return message
 
 
