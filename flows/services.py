@@ -60,6 +60,18 @@ def finish_run(run: FlowRun, result: RunResult | None, failure: RunFailure | Non
     run.save()
 
 
+def _execute_run(flow: Flow, message: Message) -> tuple[FlowRun, RunResult | None, RunFailure | None]:
+    """Start a run row and execute the flow on the message's body; the caller records the end."""
+    run = start_run(flow, message)
+    try:
+        return run, execute(flow, message.read_body(), message_id=str(message.pk), run_id=run.pk), None
+    except RunFailure as exc:
+        return run, None, exc
+    except Exception as exc:  # a bug in the engine must still end the run, not leave it running
+        log.exception("flow %s crashed on message %s", flow.pk, message.pk)
+        return run, None, RunFailure(f"internal error: {exc.__class__.__name__}", bad_data=False)
+
+
 def run_message(message_id) -> FlowRun | None:
     """Run a queued message's flow once. Harmless on a duplicate delivery."""
     if not claim_message(message_id):
@@ -72,15 +84,7 @@ def run_message(message_id) -> FlowRun | None:
             error="no enabled flow for this listener when the message ran",
         )
         return None
-    run = start_run(flow, message)
-    result, failure = None, None
-    try:
-        result = execute(flow, message.read_body(), message_id=str(message.pk), run_id=run.pk)
-    except RunFailure as exc:
-        failure = exc
-    except Exception as exc:  # a bug in the engine must still end the run, not leave it running
-        log.exception("flow %s crashed on message %s", flow.pk, message.pk)
-        failure = RunFailure(f"internal error: {exc.__class__.__name__}", bad_data=False)
+    run, result, failure = _execute_run(flow, message)
     with transaction.atomic():
         finish_run(run, result, failure)
         _finish_message(message, failure)
@@ -109,15 +113,7 @@ def _run_sync_in_thread(flow_id: int, message_id) -> tuple[FlowRun, RunResult | 
     try:
         flow = Flow.objects.select_related("source_format", "destination_format", "destination_connection").get(pk=flow_id)
         message = Message.objects.get(pk=message_id)
-        run = start_run(flow, message)
-        result, failure = None, None
-        try:
-            result = execute(flow, message.read_body(), message_id=str(message.pk), run_id=run.pk)
-        except RunFailure as exc:
-            failure = exc
-        except Exception as exc:
-            log.exception("sync flow %s crashed on message %s", flow_id, message_id)
-            failure = RunFailure(f"internal error: {exc.__class__.__name__}", bad_data=False)
+        run, result, failure = _execute_run(flow, message)
         with transaction.atomic():
             finish_run(run, result, failure)
             fields = {"finished_at": timezone.now()}
