@@ -1,6 +1,7 @@
 """`make run`: prepare the database, then start web, worker and scheduler as one program.
 
-One Ctrl-C (SIGINT) or SIGTERM stops all three; if one of them dies, the others
+PUSHFLOW_PROCESSES (default "web,worker,scheduler") chooses which to start, for
+running them on separate machines. One Ctrl-C (SIGINT) or SIGTERM stops all; if one of them dies, the others
 are stopped too and the launcher exits non-zero, so a supervisor can restart it.
 """
 from __future__ import annotations
@@ -11,7 +12,7 @@ import subprocess
 import sys
 import time
 
-from lib.env import env_int, env_str
+from lib.env import env_int, env_list, env_str
 
 PYTHON = sys.executable
 BIN = os.path.dirname(PYTHON)
@@ -58,7 +59,10 @@ def main() -> int:
 
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
+    wanted = env_list("PUSHFLOW_PROCESSES", ["web", "worker", "scheduler"])
     for name, argv in commands().items():
+        if name not in wanted:
+            continue
         # Own process group, so a terminal's Ctrl-C reaches the launcher only and it stops them in order.
         children[name] = subprocess.Popen(argv, start_new_session=True)
     print(f"Pushflow is starting on http://{env_str('HOST', '127.0.0.1')}:{env_int('PORT', 8000)}/ (Ctrl-C stops it)", flush=True)

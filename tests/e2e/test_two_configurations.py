@@ -1,0 +1,132 @@
+"""The walking skeleton end to end, on the embedded default (SQLite + embedded broker) and on
+PostgreSQL + Redis, each with real web, worker and scheduler processes."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import subprocess
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from .process import ADMIN, Pushflow, create_postgres_database, drop_postgres_database, status_of
+
+pytestmark = pytest.mark.e2e
+N_PAYLOADS = 200
+REDIS_DB = "11"
+
+
+@pytest.fixture(scope="module", params=["embedded", "postgres+redis"])
+def pushflow(request, tmp_path_factory):
+    env, database = {}, None
+    if request.param == "postgres+redis":
+        database = create_postgres_database()
+        subprocess.run(["redis-cli", "-n", REDIS_DB, "flushdb"], check=True, capture_output=True)
+        env = {"DATABASE_URL": database, "CELERY_BROKER_URL": f"redis://127.0.0.1:6379/{REDIS_DB}"}
+    app = Pushflow(tmp_path_factory.mktemp(request.param.replace("+", "-")), env)
+    try:
+        app.start()
+        yield app
+    finally:
+        app.stop()
+        if database:
+            drop_postgres_database(database)
+
+
+@pytest.fixture(scope="module")
+def patients(pushflow):
+    """An async listener whose flow writes one CSV per message into a folder."""
+    out = Path(tempfile.mkdtemp(prefix="pushflow-e2e-out-"))
+    fj = pushflow.create("formats", {"name": "json", "kind": "json", "options": {}})
+    fc = pushflow.create("formats", {"name": "csv", "kind": "csv", "options": {"delimiter": ",", "header": True}})
+    conn = pushflow.create("connections", {"name": "out", "kind": "folder", "options": {"path": str(out)}})
+    listener = pushflow.create("listeners", {"name": "patients", "path": "e2e/patients", "mode": "async", "auth": "token",
+                                             "max_body_bytes": 4096})
+    pushflow.create("flows", {
+        "name": "patients to csv", "listener": listener["id"], "source_format": fj["id"], "trigger": "event",
+        "enabled": True, "destination": {"connection": conn["id"], "format": fc["id"], "options": {"file_name": "{message_id}.csv"}},
+        "mapping": {"fields": [{"target": "id", "source": "id", "type": "integer"},
+                               {"target": "family", "source": "name.family"},
+                               {"target": "given", "source": "name.given[0]"}]},
+    })
+    return {"out": out, "listener": listener, "json": fj}
+
+
+def test_health_is_ok(pushflow):
+    status, body = pushflow.request("GET", "/healthz", auth=False)
+    assert status == 200 and body == {"status": "ok", "database": "ok", "broker": "ok"}
+
+
+def test_every_accepted_payload_runs_and_writes_its_own_csv(pushflow, patients):
+    def push(i):
+        body = {"id": i, "name": {"family": f"Doe{i}", "given": [f"Jane{i}"]}, "pad": "x" * 600}
+        return i, *pushflow.request("POST", "/listen/e2e/patients", body)
+
+    with ThreadPoolExecutor(16) as pool:
+        answers = list(pool.map(push, range(N_PAYLOADS)))
+    assert [status for _, status, _ in answers] == [202] * N_PAYLOADS
+    ids = {i: body["message_id"] for i, _, body in answers}
+    messages = pushflow.wait_final(ids.values(), timeout=150)
+    assert {m["status"] for m in messages.values()} == {"succeeded"}
+    files = {p.name for p in patients["out"].iterdir()}
+    assert files == {f"{mid}.csv" for mid in ids.values()}
+    for i in (0, N_PAYLOADS // 2, N_PAYLOADS - 1):
+        rows = list(csv.DictReader(io.StringIO((patients["out"] / f"{ids[i]}.csv").read_text())))
+        assert rows == [{"id": str(i), "family": f"Doe{i}", "given": f"Jane{i}"}]
+    one = messages[ids[0]]
+    assert len(one["runs"]) == 1 and one["runs"][0]["records_out"] == 1
+
+
+def test_sync_listener_answers_the_mapped_json(pushflow, patients):
+    listener = pushflow.create("listeners", {"name": "echo", "path": "e2e/echo", "mode": "sync", "auth": "basic"})
+    pushflow.create("flows", {"name": "echo", "listener": listener["id"], "source_format": patients["json"]["id"],
+                              "trigger": "event", "enabled": True,
+                              "mapping": {"fields": [{"target": "full", "source": "name.family"}]},
+                              "destination": {"connection": None, "format": patients["json"]["id"], "options": {}}})
+    status, body = pushflow.request("POST", "/listen/e2e/echo", {"name": {"family": "Smith"}}, auth=ADMIN)
+    assert (status, body) == (200, {"full": "Smith"})
+    status, body = pushflow.request("POST", "/listen/e2e/echo", b"{oops", auth=ADMIN)
+    assert status == 422 and "malformed JSON" in body["error"]
+    status, _ = pushflow.request("POST", "/listen/e2e/echo", {"a": 1}, auth=False)
+    assert status == 401
+
+
+def _head(pushflow, extra: str) -> bytes:
+    return (f"POST /listen/e2e/patients HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {pushflow.token}\r\n"
+            f"Content-Type: application/json\r\n{extra}\r\n").encode()
+
+
+def test_chunked_body_without_content_length_arrives_whole(pushflow, patients):
+    body = json.dumps({"id": 9001, "name": {"family": "Chunked", "given": ["Carl"]}}).encode()
+    chunks = b"".join(f"{len(part):x}\r\n".encode() + part + b"\r\n" for part in (body[:10], body[10:25], body[25:]))
+    response = pushflow.raw(_head(pushflow, "Transfer-Encoding: chunked\r\n") + chunks + b"0\r\n\r\n")
+    assert status_of(response) == 202, response
+    message_id = json.loads(response.split(b"\r\n\r\n", 1)[1])["message_id"]
+    status, stored = pushflow.request("GET", f"/api/v1/messages/{message_id}/body")
+    assert status == 200 and stored == json.loads(body)
+    assert pushflow.wait_final([message_id])[message_id]["status"] == "succeeded"
+
+
+def test_content_length_shorter_than_the_body_is_400_and_nothing_is_accepted(pushflow, patients):
+    body = b'{"id": 1, "name": {"family": "Short"}}'
+    _, before = pushflow.request("GET", "/api/v1/messages/?status=queued,running,succeeded,failed&limit=1")
+    response = pushflow.raw(_head(pushflow, "Content-Length: 9\r\n") + body)
+    assert status_of(response) == 400, response
+    assert b"more bytes arrived than the Content-Length" in response
+    _, after = pushflow.request("GET", "/api/v1/messages/?status=queued,running,succeeded,failed&limit=1")
+    assert after["count"] == before["count"]
+
+
+def test_content_length_longer_than_the_body_is_400(pushflow, patients):
+    response = pushflow.raw(_head(pushflow, "Content-Length: 500\r\n") + b'{"id": 2}', half_close=True)
+    assert status_of(response) == 400, response
+    assert b"ended after 9 bytes" in response
+
+
+def test_declared_body_over_the_limit_is_413_without_reading_it(pushflow, patients):
+    # The listener accepts 4096 bytes; the body is never sent, so an answer proves nothing was waited for.
+    response = pushflow.raw(_head(pushflow, "Content-Length: 10000000\r\n"), timeout=10)
+    assert status_of(response) == 413, response
