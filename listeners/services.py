@@ -14,21 +14,10 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from .dispatch import publish, publish_soon
 from .models import Listener, Message
 
 log = logging.getLogger(__name__)
-
-
-def publish(message_id) -> bool:
-    """Hand a message id to the broker. False (logged) if the broker is unreachable."""
-    from flows.tasks import run_message_task
-
-    try:
-        run_message_task.apply_async(args=[str(message_id)], retry=False)
-    except Exception as exc:  # any broker error: the sweeper will publish it again
-        log.warning("could not publish message %s (%s: %s); the sweeper will retry", message_id, exc.__class__.__name__, exc)
-        return False
-    return True
 
 
 def accept_message(listener: Listener, message: Message, data: bytes, queue: bool) -> Message:
@@ -46,7 +35,7 @@ def accept_message(listener: Listener, message: Message, data: bytes, queue: boo
     # or after the caller's transaction if there is one.
     message.save(force_insert=True)
     if message.status == Message.Status.QUEUED:
-        transaction.on_commit(lambda: publish(message.pk))
+        transaction.on_commit(lambda: publish_soon(message.pk))
     return message
 
 
@@ -98,8 +87,12 @@ def requeue_due_messages(limit: int = 500) -> list:
 
 def sweep_queued_messages() -> int:
     """Publish every queued message that is due; returns how many were published."""
-    ids = requeue_due_messages()
-    return sum(1 for message_id in ids if publish(message_id))
+    published = 0
+    for message_id in requeue_due_messages():
+        if not publish(message_id):
+            break  # broker down: the rest is due again after the requeue window
+        published += 1
+    return published
 
 
 class ResubmitRefused(Exception):
@@ -123,4 +116,4 @@ def resubmit_message(message: Message) -> None:
         )
         if not updated:
             raise ResubmitRefused("the message changed meanwhile; reload and try again")
-        transaction.on_commit(lambda: publish(message.pk))
+        transaction.on_commit(lambda: publish_soon(message.pk))
