@@ -8,7 +8,17 @@ from flows.api.views import FlowRunViewSet, FlowViewSet
 from formats.api.views import FormatViewSet
 from listeners.api.views import ListenerViewSet, MessageViewSet
 
-router = DefaultRouter()
+
+class OptionalSlashRouter(DefaultRouter):
+    """Routes with or without the final slash: the contract writes actions without one
+    (/messages/{id}/body, /connections/{id}/test) and collections with one (/formats/)."""
+
+    def __init__(self):
+        super().__init__()
+        self.trailing_slash = "/?"
+
+
+router = OptionalSlashRouter()
 router.register("formats", FormatViewSet, basename="format")
 router.register("connections", ConnectionViewSet, basename="connection")
 router.register("listeners", ListenerViewSet, basename="listener")

@@ -46,6 +46,13 @@ class FlowSerializer(serializers.ModelSerializer):
         }
         return data
 
+    def validate_listener(self, value):
+        if value is not None:
+            taken = Flow.objects.filter(listener=value).exclude(pk=getattr(self.instance, "pk", None)).first()
+            if taken is not None:
+                raise serializers.ValidationError(f"listener {value.path!r} already feeds flow {taken.name!r}; one flow per listener")
+        return value
+
     def validate_mapping(self, value):
         try:
             compile_mapping(value)
