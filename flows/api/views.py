@@ -13,6 +13,7 @@ class FlowViewSet(OwnedModelViewSet):
 
 
 class FlowRunViewSet(viewsets.ReadOnlyModelViewSet):
+    queryset = FlowRun.objects.all()  # the model, for the schema; get_queryset() filters
     serializer_class = FlowRunSerializer
     permission_classes = viewsets.ReadOnlyModelViewSet.permission_classes + [IsOwnerOrAdmin]
     owner_field = "flow__owner"

@@ -33,6 +33,7 @@ def _when(value: str, name: str):
     OpenApiParameter("q", str, description="text in the payload"),
 ])
 class MessageViewSet(viewsets.ReadOnlyModelViewSet):
+    queryset = Message.objects.all()  # the model, for the schema; get_queryset() filters
     serializer_class = MessageSerializer
     permission_classes = viewsets.ReadOnlyModelViewSet.permission_classes + [IsOwnerOrAdmin]
 
