@@ -18,6 +18,7 @@ TYPES = ("string", "integer", "decimal", "boolean", "date", "datetime")
 _SEGMENT = re.compile(r"^(?P<name>[^\[\]]*)(?P<indexes>(\[(\d+|\*)\])*)$")
 _INDEX = re.compile(r"\[(\d+|\*)\]")
 _MISSING = object()
+MAX_INTEGER_DIGITS = 100
 
 
 class MappingError(Exception):
@@ -140,9 +141,13 @@ def _to_integer(value, fmt):
     try:
         number = Decimal(text)
     except InvalidOperation:
-        raise ValueError(f"{text!r} is not an integer") from None
+        raise ValueError(f"{text[:40]!r} is not an integer") from None
+    if not number.is_finite():
+        raise ValueError(f"{text[:40]!r} is not a finite number")
+    if number.adjusted() > MAX_INTEGER_DIGITS:
+        raise ValueError(f"{text[:40]!r} has more than {MAX_INTEGER_DIGITS} digits")
     if number != number.to_integral_value():
-        raise ValueError(f"{text!r} is not a whole number")
+        raise ValueError(f"{text[:40]!r} is not a whole number")
     return int(number)
 
 
@@ -229,7 +234,7 @@ class CompiledField:
                 if isinstance(value, list):
                     return [convert(v, self.format) for v in value]
                 return convert(value, self.format)
-            except ValueError as exc:
+            except (ValueError, ArithmeticError) as exc:
                 raise FieldError(self.target, f"{exc} (type {self.type})") from None
         return value
 
