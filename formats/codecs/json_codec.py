@@ -50,7 +50,10 @@ class JsonCodec(Codec):
                 raise CodecError("empty JSON payload", "line 1, column 1")
             yield _load(text)
             return
-        for number, line in enumerate(text.splitlines(), start=1):
+        # NDJSON lines end at "\n" only: str.splitlines() would also split inside
+        # strings at U+0085 or U+2028, which JSON allows unescaped.
+        for number, line in enumerate(text.split("\n"), start=1):
+            line = line.removesuffix("\r")
             if line.strip():
                 yield _load(line, number - 1)
 
