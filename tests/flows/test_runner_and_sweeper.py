@@ -1,0 +1,125 @@
+"""The runner and the sweeper: claim once, record every run, retry on transport faults,
+re-publish what the broker lost, take back what a lost worker held."""
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from connections.transports import TransportError
+from flows.models import FlowRun
+from flows.services import claim_message, run_message
+from listeners import services as listener_services
+from listeners.models import Message
+from listeners.services import requeue_due_messages, sweep_queued_messages
+
+pytestmark = pytest.mark.django_db
+
+
+def queued(flow, body=b'{"id": 1, "name": {"family": "Doe"}}', **fields) -> Message:
+    message = Message(owner=flow.owner, listener=flow.listener, flow=flow, method="POST", path="/listen/x",
+                      status=Message.Status.QUEUED, **fields)
+    message.store_body(body)
+    message.save()
+    return message
+
+
+def test_a_message_is_claimed_once(async_flow):
+    message = queued(async_flow)
+    assert claim_message(message.pk) is True
+    assert claim_message(message.pk) is False
+
+
+def test_a_duplicate_delivery_runs_the_flow_once(async_flow):
+    message = queued(async_flow)
+    assert run_message(message.pk) is not None
+    assert run_message(message.pk) is None
+    assert FlowRun.objects.filter(message=message).count() == 1
+    message.refresh_from_db()
+    assert (message.status, message.attempts) == ("succeeded", 1)
+
+
+def test_a_message_due_later_is_not_claimed_yet(async_flow):
+    message = queued(async_flow, next_attempt_at=timezone.now() + timedelta(minutes=5))
+    assert claim_message(message.pk) is False
+
+
+def test_bad_records_are_rejected_with_reasons_under_reject_record(async_flow):
+    async_flow.mapping = {"records": "items[*]", "fields": [{"target": "id", "source": "id", "type": "integer"}]}
+    async_flow.save()
+    message = queued(async_flow, body=b'{"items": [{"id": 1}, {"id": "x"}, {"id": 3}]}')
+    run = run_message(message.pk)
+    assert (run.status, run.records_in, run.records_out, run.records_rejected) == ("succeeded", 3, 2, 1)
+    assert any("rejected record 2" in line and "integer" in line for line in run.log)
+
+
+@pytest.mark.parametrize("policy", ["reject_payload", "halt"])
+def test_one_bad_record_fails_the_run_under_stricter_policies(async_flow, policy):
+    async_flow.on_error = policy
+    async_flow.mapping = {"records": "items[*]", "fields": [{"target": "id", "source": "id", "type": "integer"}]}
+    async_flow.save()
+    message = queued(async_flow, body=b'{"items": [{"id": 1}, {"id": "x"}]}')
+    run = run_message(message.pk)
+    message.refresh_from_db()
+    assert run.status == "failed" and message.status == "failed"
+    assert "record 2" in message.error
+
+
+def test_a_retryable_delivery_failure_requeues_with_a_retry_time(async_flow, monkeypatch):
+    def unavailable(*args, **kwargs):
+        raise TransportError("disk full", retryable=True)
+
+    monkeypatch.setattr(type(async_flow.destination_connection.transport), "write", unavailable)
+    message = queued(async_flow)
+    run = run_message(message.pk)
+    message.refresh_from_db()
+    assert run.status == "failed" and "disk full" in run.error
+    assert message.status == "queued" and message.next_attempt_at > timezone.now()
+    assert "retrying" in message.error
+
+
+def test_the_last_attempt_fails_the_message(async_flow, monkeypatch, settings):
+    settings.PUSHFLOW_MAX_ATTEMPTS = 1
+
+    def unavailable(*args, **kwargs):
+        raise TransportError("disk full", retryable=True)
+
+    monkeypatch.setattr(type(async_flow.destination_connection.transport), "write", unavailable)
+    message = queued(async_flow)
+    run_message(message.pk)
+    message.refresh_from_db()
+    assert message.status == "failed" and "disk full" in message.error
+
+
+def test_sweeper_republishes_what_the_broker_lost(async_flow, monkeypatch, settings):
+    settings.PUSHFLOW_REQUEUE_AFTER_SECONDS = 30
+    fresh = queued(async_flow, enqueued_at=timezone.now())
+    lost = queued(async_flow, enqueued_at=timezone.now() - timedelta(minutes=5))
+    never = queued(async_flow, enqueued_at=None)
+    published = []
+    monkeypatch.setattr(listener_services, "publish", lambda message_id: published.append(message_id) or True)
+    assert sweep_queued_messages() == 2
+    assert set(published) == {lost.pk, never.pk} and fresh.pk not in published
+
+
+def test_sweeper_stops_at_the_first_failed_publish(async_flow, monkeypatch):
+    for _ in range(3):
+        queued(async_flow)
+    calls = []
+    monkeypatch.setattr(listener_services, "publish", lambda message_id: calls.append(message_id) and False)
+    assert sweep_queued_messages() == 0
+    assert len(calls) == 1
+
+
+def test_a_run_held_by_a_lost_worker_is_taken_back_then_failed_after_the_last_attempt(async_flow, settings):
+    settings.PUSHFLOW_RUN_LEASE_SECONDS = 60
+    settings.PUSHFLOW_MAX_ATTEMPTS = 2
+    long_ago = timezone.now() - timedelta(minutes=10)
+    retry = queued(async_flow)
+    Message.objects.filter(pk=retry.pk).update(status="running", claimed_at=long_ago, attempts=1)
+    poison = queued(async_flow)
+    Message.objects.filter(pk=poison.pk).update(status="running", claimed_at=long_ago, attempts=2)
+    due = requeue_due_messages()
+    retry.refresh_from_db()
+    poison.refresh_from_db()
+    assert retry.status == "queued" and retry.pk in due
+    assert poison.status == "failed" and "too many times" in poison.error
