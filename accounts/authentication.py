@@ -1,5 +1,7 @@
 """Who is calling: Bearer tokens and HTTP Basic, for the API and for listeners.
 
+Tokens and passwords are checked against the database once and then remembered
+for a few seconds per process (see user_for_token and user_for_basic).
 Password hashing (PBKDF2) costs tens of milliseconds by design; a partner that
 pushes thousands of payloads with Basic auth would spend most of its time there.
 A successful Basic check is remembered for a short time, keyed by an HMAC of the
@@ -39,13 +41,32 @@ def parse_authorization(header: str | None) -> Credentials:
     return Credentials(scheme.lower(), value.strip())
 
 
+_token_cache: dict[str, tuple[float, object]] = {}
+
+
 def user_for_token(raw: str):
-    """The active user owning an unexpired token, or None."""
+    """The active user owning an unexpired token, or None.
+
+    A valid token is remembered in this process for PUSHFLOW_TOKEN_CACHE_SECONDS
+    (never past its expiry), so a partner pushing thousands of payloads costs one
+    lookup, not thousands. Invalid tokens are not remembered.
+    """
     if not raw:
         return None
-    token = ApiToken.objects.select_related("user").filter(key_hash=hash_token(raw)).first()
+    key = hash_token(raw)
+    now = time.monotonic()
+    hit = _token_cache.get(key)
+    if hit is not None and hit[0] > now:
+        return hit[1]
+    token = ApiToken.objects.select_related("user").filter(key_hash=key).first()
     if token is None or token.expired or not token.user.is_active:
+        _token_cache.pop(key, None)
         return None
+    ttl = min(settings.PUSHFLOW_TOKEN_CACHE_SECONDS, (token.expires_at - timezone.now()).total_seconds())
+    if ttl > 0:
+        if len(_token_cache) >= BASIC_CACHE_MAX:
+            _token_cache.clear()
+        _token_cache[key] = (now + ttl, token.user)
     return token.user
 
 

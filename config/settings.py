@@ -131,9 +131,12 @@ SPECTACULAR_SETTINGS = {
 
 # --- Pushflow ---
 PUSHFLOW_TOKEN_TTL_SECONDS = env_int("PUSHFLOW_TOKEN_TTL_SECONDS", 24 * 3600)
+# How long one process trusts a token it has checked (a deactivated user is refused after at most this).
+PUSHFLOW_TOKEN_CACHE_SECONDS = env_float("PUSHFLOW_TOKEN_CACHE_SECONDS", 5.0)
 PUSHFLOW_DEFAULT_MAX_BODY_BYTES = env_int("PUSHFLOW_DEFAULT_MAX_BODY_BYTES", 10 * 1024 * 1024)
 PUSHFLOW_INLINE_BODY_BYTES = env_int("PUSHFLOW_INLINE_BODY_BYTES", 256 * 1024)
 PUSHFLOW_BODY_DIR = Path(env_str("PUSHFLOW_BODY_DIR", str(VAR_DIR / "bodies")))
+PUSHFLOW_LISTENER_CACHE_SECONDS = env_float("PUSHFLOW_LISTENER_CACHE_SECONDS", 1.0)
 PUSHFLOW_SWEEP_SECONDS = env_float("PUSHFLOW_SWEEP_SECONDS", 15.0)
 # A message queued longer than this without being picked up is enqueued again.
 PUSHFLOW_REQUEUE_AFTER_SECONDS = env_float("PUSHFLOW_REQUEUE_AFTER_SECONDS", 30.0)

@@ -20,6 +20,7 @@ from accounts.authentication import user_from_authorization
 from formats.codecs import CodecError
 
 from .body import BodyError, read_body
+from .cache import cached_listener
 from .models import Listener, Message
 from .services import accept_message, record_rejection
 from .signatures import SignatureError, verify_signature
@@ -139,12 +140,12 @@ def _validate(listener: Listener, data: bytes) -> None:
         raise Rejected(422, f"payload is not valid {listener.format.kind}: {exc}", data=data) from None
 
 
+def _load_listener(path: str) -> Listener | None:
+    return Listener.objects.select_related("format", "flow").filter(path=path, enabled=True).first()
+
+
 def resolve_listener(path: str) -> Listener | None:
-    return (
-        Listener.objects.select_related("format", "flow", "flow__source_format", "owner")
-        .filter(path=path, enabled=True)
-        .first()
-    )
+    return cached_listener(path, _load_listener)
 
 
 @csrf_exempt

@@ -94,3 +94,13 @@ def sync_flow(user, json_format):
         mapping={"fields": [{"target": "full", "source": "name.family"}]},
         destination_format=json_format,
     )
+
+
+@pytest.fixture(autouse=True)
+def _fresh_listener_cache():
+    """Each test has its own database, so no listener resolved in another test may linger."""
+    from listeners import cache
+
+    cache.clear()
+    yield
+    cache.clear()

@@ -64,3 +64,28 @@ def test_basic_auth_works_on_the_api(user):
 
 def test_unauthenticated_api_calls_are_401():
     assert APIClient().get("/api/v1/flows/").status_code == 401
+
+
+def test_a_checked_token_is_trusted_only_for_the_cache_time(user, settings):
+    import time
+
+    from accounts.authentication import user_for_token
+
+    settings.PUSHFLOW_TOKEN_CACHE_SECONDS = 0.2
+    _, raw = ApiToken.issue(user, 3600)
+    assert user_for_token(raw) == user
+    type(user).objects.filter(pk=user.pk).update(is_active=False)
+    time.sleep(0.25)
+    assert user_for_token(raw) is None
+
+
+def test_a_token_is_never_trusted_past_its_expiry(user, settings):
+    import time
+
+    from accounts.authentication import user_for_token
+
+    settings.PUSHFLOW_TOKEN_CACHE_SECONDS = 60
+    token, raw = ApiToken.issue(user, 1)
+    assert user_for_token(raw) == user
+    time.sleep(1.1)
+    assert user_for_token(raw) is None

@@ -1,0 +1,50 @@
+"""A short-lived, per-process cache of listeners by path, for the ingest hot path.
+
+Resolving a listener with its flow and format is the most expensive query of an
+ingest (a join the ORM compiles on every call). Each web process keeps what it
+resolved for PUSHFLOW_LISTENER_CACHE_SECONDS (default 1 s; 0 turns it off).
+A change saved in this process clears it at once (signals); another process sees
+the change within that time. Unknown paths are cached too, so a flood of 404s
+does not reach the database.
+"""
+from __future__ import annotations
+
+import time
+
+from django.conf import settings
+from django.db.models.signals import m2m_changed, post_delete, post_save
+
+_entries: dict[str, tuple[float, object]] = {}
+MAX_ENTRIES = 10_000
+
+
+def cached_listener(path: str, load):
+    """The listener at `path` (or None), from the cache or from `load(path)`."""
+    ttl = settings.PUSHFLOW_LISTENER_CACHE_SECONDS
+    if ttl <= 0:
+        return load(path)
+    now = time.monotonic()
+    hit = _entries.get(path)
+    if hit is not None and hit[0] > now:
+        return hit[1]
+    listener = load(path)
+    if len(_entries) >= MAX_ENTRIES:
+        _entries.clear()
+    _entries[path] = (now + ttl, listener)
+    return listener
+
+
+def clear(*args, **kwargs) -> None:
+    _entries.clear()
+
+
+def connect_signals() -> None:
+    from flows.models import Flow
+    from formats.models import Format
+
+    from .models import Listener
+
+    for model in (Listener, Flow, Format):
+        post_save.connect(clear, sender=model, dispatch_uid=f"listener-cache-save-{model.__name__}")
+        post_delete.connect(clear, sender=model, dispatch_uid=f"listener-cache-delete-{model.__name__}")
+    m2m_changed.connect(clear, sender=Listener.allowed_users.through, dispatch_uid="listener-cache-allowed-users")
