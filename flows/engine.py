@@ -25,10 +25,11 @@ _cache_lock = threading.Lock()
 class RunFailure(Exception):
     """A run that could not finish. `bad_data`: the payload's fault, not the flow's."""
 
-    def __init__(self, reason: str, bad_data: bool, retryable: bool = False):
+    def __init__(self, reason: str, bad_data: bool, retryable: bool = False, timed_out: bool = False):
         self.reason = reason
         self.bad_data = bad_data
         self.retryable = retryable
+        self.timed_out = timed_out
         super().__init__(reason)
 
 

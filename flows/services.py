@@ -7,7 +7,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import close_old_connections, connection, transaction
+from django.db import close_old_connections, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -110,6 +110,8 @@ _sync_pool = ThreadPoolExecutor(max_workers=32, thread_name_prefix="sync-flow")
 
 
 def _run_sync_in_thread(flow_id: int, message_id) -> tuple[FlowRun, RunResult | None, RunFailure | None]:
+    # Pool threads live long: keep each one's connection between runs (CONN_MAX_AGE), drop broken ones.
+    close_old_connections()
     try:
         flow = Flow.objects.select_related("source_format", "destination_format", "destination_connection").get(pk=flow_id)
         message = Message.objects.get(pk=message_id)
@@ -126,7 +128,7 @@ def _run_sync_in_thread(flow_id: int, message_id) -> tuple[FlowRun, RunResult | 
             Message.objects.filter(pk=message_id).update(**fields)
         return run, result, failure
     finally:
-        connection.close()
+        close_old_connections()
 
 
 def run_sync(flow: Flow, message: Message, timeout: float) -> tuple[RunResult | None, RunFailure | None]:
@@ -138,12 +140,9 @@ def run_sync(flow: Flow, message: Message, timeout: float) -> tuple[RunResult | 
     Message.objects.filter(pk=message.pk).update(
         status=Message.Status.RUNNING, claimed_at=timezone.now(), attempts=F("attempts") + 1
     )
-    close_old_connections()
     future = _sync_pool.submit(_run_sync_in_thread, flow.pk, message.pk)
     try:
         _, result, failure = future.result(timeout=timeout)
     except FutureTimeout:
-        failure = RunFailure(f"the flow did not finish within {timeout:g} s", bad_data=False)
-        failure.timed_out = True
-        return None, failure
+        return None, RunFailure(f"the flow did not finish within {timeout:g} s", bad_data=False, timed_out=True)
     return result, failure

@@ -197,7 +197,7 @@ def _answer_sync(listener: Listener, message: Message) -> HttpResponse:
         return fault_response(500, "this listener has no enabled flow", message.pk, listener)
     result, failure = run_sync(flow, message, listener.timeout_seconds)
     if failure is not None:
-        status = 504 if getattr(failure, "timed_out", False) else (422 if failure.bad_data else 500)
+        status = 504 if failure.timed_out else (422 if failure.bad_data else 500)
         return fault_response(status, failure.reason, message.pk, listener)
     response = HttpResponse(result.output, status=200, content_type=result.content_type)
     response["X-Message-Id"] = str(message.pk)

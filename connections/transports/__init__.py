@@ -27,7 +27,6 @@ class Delivery:
     data: bytes
     content_type: str
     placeholders: dict = field(default_factory=dict)
-    records: tuple = ()
 
 
 class Transport:
