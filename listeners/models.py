@@ -131,6 +131,13 @@ class Message(models.Model):
             models.Index(fields=["owner", "-received_at"]),
             models.Index(fields=["flow", "-received_at"]),
         ]
+        constraints = [
+            # Idempotency at the door: one accepted message per key and listener, even under a race.
+            models.UniqueConstraint(
+                fields=["listener", "idempotency_key"], condition=~models.Q(idempotency_key=""),
+                name="one_message_per_idempotency_key",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.id} {self.status}"

@@ -39,10 +39,18 @@ def accept_message(listener: Listener, message: Message, data: bytes, queue: boo
     return message
 
 
+def first_with_key(listener: Listener, key: str) -> Message | None:
+    """The message a listener already accepted under this idempotency key, if any."""
+    if not key:
+        return None
+    return Message.objects.filter(listener=listener, idempotency_key=key).defer("body", "body_text").first()
+
+
 def record_rejection(listener: Listener | None, message: Message, status: int, reason: str, data: bytes = b"") -> None:
     """Keep a rejected request (its reason, and its body when one was read) for the messages page."""
     message.listener = listener
     message.owner_id = listener.owner_id if listener else None
+    message.idempotency_key = ""  # a refused request does not claim its key; the header stays in `headers`
     message.status = Message.Status.REJECTED
     message.response_status = status
     message.error = reason

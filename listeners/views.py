@@ -12,7 +12,7 @@ import logging
 
 import orjson
 from django.conf import settings
-from django.db import DatabaseError
+from django.db import DatabaseError, IntegrityError
 from django.http import HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
@@ -22,7 +22,7 @@ from formats.codecs import CodecError
 from .body import BodyError, read_body
 from .cache import cached_listener
 from .models import Listener, Message
-from .services import accept_message, record_rejection
+from .services import accept_message, first_with_key, record_rejection
 from .signatures import SignatureError, verify_signature
 
 log = logging.getLogger(__name__)
@@ -175,17 +175,42 @@ def ingest(request, path: str):
 
     sync = listener.mode == Listener.Mode.SYNC
     try:
+        first = first_with_key(listener, message.idempotency_key)
+        if first is not None:
+            return _replay(request, listener, first)
         accept_message(listener, message, data, queue=not sync)
+    except IntegrityError:  # the same key accepted by a concurrent request a moment ago
+        return _replay(request, listener, first_with_key(listener, message.idempotency_key))
     except (DatabaseError, OSError) as exc:
         log.warning("could not store a message for /listen/%s: %s", path, exc.__class__.__name__)
         return fault_response(503, "the message store is unavailable; the payload was not kept, retry later",
                               headers={"Retry-After": "5"})
     if sync:
         return _answer_sync(listener, message)
+    return _accepted(request, message)
+
+
+def _accepted(request, message: Message) -> HttpResponse:
     status_url = request.build_absolute_uri(f"/api/v1/messages/{message.pk}/")
     response = HttpResponse(orjson.dumps({"message_id": str(message.pk), "status_url": status_url}),
                             status=202, content_type="application/json")
     response["X-Message-Id"] = str(message.pk)
+    return response
+
+
+def _replay(request, listener: Listener, first: Message) -> HttpResponse:
+    """A duplicate (same Idempotency-Key or webhook-id): the first message's receipt, nothing run again."""
+    if listener.mode != Listener.Mode.SYNC:
+        response = _accepted(request, first)
+    elif first.response_status == 200:
+        response = HttpResponse(bytes(first.response_body or b""), status=200, content_type=first.response_content_type)
+        response["X-Message-Id"] = str(first.pk)
+    elif first.status in Message.FINAL:
+        response = fault_response(first.response_status or 500, first.error or first.status, first.pk, listener)
+    else:
+        response = fault_response(409, "a request with this idempotency key is still running; retry shortly", first.pk,
+                                  listener, {"Retry-After": "1"})
+    response["Idempotent-Replayed"] = "true"
     return response
 
 

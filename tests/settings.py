@@ -15,6 +15,11 @@ if os.environ.get("PUSHFLOW_TEST_DATABASE") == "postgres":
         os.environ.get("PUSHFLOW_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
     )
 
+else:
+    # A file, as in production: an in-memory shared-cache database locks whole tables and
+    # fails concurrent writers at once instead of waiting out the busy timeout.
+    DATABASES["default"]["TEST"] = {"NAME": os.path.join(os.environ["PUSHFLOW_VAR_DIR"], "test.sqlite3")}
+
 # Publishing runs the task inline: unit tests see the whole path without a worker.
 CELERY_TASK_ALWAYS_EAGER = True
 CELERY_TASK_EAGER_PROPAGATES = True
