@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 import socket
+import zlib
 
 READ_CHUNK = 64 * 1024
 _PIPELINED = re.compile(rb"^[A-Z]{3,10} (/|\*|https?://)")
@@ -120,3 +121,38 @@ def _surplus_waiting(environ: dict, stream) -> bool:
     # A bare CRLF after a body is tolerated (RFC 9112 2.2); a request line is pipelining.
     stripped = waiting.lstrip(b"\r\n")
     return bool(stripped) and not _PIPELINED.match(stripped)
+
+
+def decode_content_encoding(data: bytes, encoding: str, cap: int) -> bytes:
+    """Undo gzip/deflate request compression, never producing more than `cap` bytes (a zip bomb is a 413)."""
+    encoding = (encoding or "").strip().lower()
+    if encoding in ("", "identity"):
+        return data
+    if encoding not in ("gzip", "x-gzip", "deflate"):
+        raise BodyError(415, f"Content-Encoding {encoding!r} is not supported; use gzip, deflate or none")
+    # wbits: 16+ reads a gzip wrapper; deflate bodies come zlib-wrapped (RFC 9110) or, from some clients, raw.
+    attempts = (16 + zlib.MAX_WBITS,) if "gzip" in encoding else (zlib.MAX_WBITS, -zlib.MAX_WBITS)
+    for number, wbits in enumerate(attempts):
+        try:
+            return _inflate(data, wbits, cap)
+        except zlib.error as exc:
+            if number == len(attempts) - 1:
+                raise BodyError(400, f"the {encoding} body is corrupt: {exc}") from None
+    raise AssertionError("unreachable")
+
+
+def _inflate(data: bytes, wbits: int, cap: int) -> bytes:
+    inflater = zlib.decompressobj(wbits)
+    parts, total, pending = [], 0, data
+    while pending:
+        chunk = inflater.decompress(pending, READ_CHUNK)
+        total += len(chunk)
+        if total > cap:
+            raise BodyError(413, f"the body decompresses to more than this listener's limit of {cap} bytes")
+        parts.append(chunk)
+        pending = inflater.unconsumed_tail
+        if inflater.eof:
+            break
+    if not inflater.eof:
+        raise zlib.error("the compressed stream is truncated")
+    return b"".join(parts)

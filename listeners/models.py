@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import os
 import uuid
 from pathlib import Path
@@ -43,6 +44,7 @@ class Listener(models.Model):
     format = models.ForeignKey("formats.Format", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     max_body_bytes = models.PositiveBigIntegerField(default=10 * 1024 * 1024)
     content_types = models.JSONField(default=list, blank=True, help_text="Accepted media types; empty: any.")
+    ip_allowlist = models.JSONField(default=list, blank=True, help_text="Addresses or CIDR ranges allowed to push; empty: any.")
     timeout_seconds = models.FloatField(default=30.0, help_text="Sync mode: answer 504 past this.")
     enabled = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -65,6 +67,15 @@ class Listener(models.Model):
     @secrets.setter
     def secrets(self, values: dict) -> None:
         self.secrets_encrypted = encrypt_secrets(values or {})
+
+    def address_allowed(self, address: str) -> bool:
+        if not self.ip_allowlist:
+            return True
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return False
+        return any(ip in ipaddress.ip_network(block, strict=False) for block in self.ip_allowlist)
 
     def user_may_push(self, user) -> bool:
         if user is None or not user.is_active:

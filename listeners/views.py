@@ -19,7 +19,7 @@ from django.views.decorators.csrf import csrf_exempt
 from accounts.authentication import user_from_authorization
 from formats.codecs import CodecError
 
-from .body import BodyError, read_body
+from .body import BodyError, decode_content_encoding, read_body
 from .cache import cached_listener
 from .models import Listener, Message
 from .services import accept_message, first_with_key, record_rejection
@@ -158,6 +158,8 @@ def ingest(request, path: str):
         return fault_response(404, f"no enabled listener at /listen/{path}")
     message = _new_message(request, listener)
     try:
+        if not listener.address_allowed(message.remote_addr):
+            raise Rejected(403, f"address {message.remote_addr} is not allowed to push to this listener")
         user = _authenticate(request, listener)
         message.user = user
         _check_request(request, listener)
@@ -165,7 +167,11 @@ def ingest(request, path: str):
             data = read_body(request.META, listener.max_body_bytes, settings.PUSHFLOW_BODY_READ_TIMEOUT_SECONDS)
         except BodyError as exc:
             raise Rejected(exc.status, exc.reason, {"Connection": "close"}) from None
-        _verify_signature(request, listener, data)
+        _verify_signature(request, listener, data)  # the signature covers the bytes as sent
+        try:
+            data = decode_content_encoding(data, request.META.get("HTTP_CONTENT_ENCODING", ""), listener.max_body_bytes)
+        except BodyError as exc:
+            raise Rejected(exc.status, exc.reason) from None
         _validate(listener, data)
     except Rejected as rejected:
         record_rejection(listener, message, rejected.status, rejected.reason, rejected.data)

@@ -1,3 +1,4 @@
+import ipaddress
 import re
 
 from django.conf import settings
@@ -26,7 +27,7 @@ class ListenerSerializer(serializers.ModelSerializer):
     class Meta:
         model = Listener
         fields = ["id", "name", "path", "url", "mode", "methods", "auth", "allowed_users", "api_key_header",
-                  "signature", "secrets", "format", "max_body_bytes", "content_types", "timeout_seconds",
+                  "signature", "secrets", "format", "max_body_bytes", "content_types", "ip_allowlist", "timeout_seconds",
                   "enabled", "flow", "created_at", "updated_at"]
         read_only_fields = ["created_at", "updated_at"]
 
@@ -77,6 +78,16 @@ class ListenerSerializer(serializers.ModelSerializer):
         if api_keys is not None and (not isinstance(api_keys, list) or not all(isinstance(k, str) and k for k in api_keys)):
             raise serializers.ValidationError({"api_keys": "a list of non-empty strings"})
         return value
+
+    def validate_ip_allowlist(self, value):
+        if not isinstance(value, list):
+            raise serializers.ValidationError("a list of addresses or CIDR ranges, e.g. ['10.0.0.0/8', '2001:db8::1']")
+        for block in value:
+            try:
+                ipaddress.ip_network(str(block), strict=False)
+            except ValueError:
+                raise serializers.ValidationError(f"{block!r} is not an address or CIDR range") from None
+        return [str(block) for block in value]
 
     def validate(self, attrs):
         attrs = super().validate(attrs)
