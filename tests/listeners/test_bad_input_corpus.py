@@ -1,0 +1,146 @@
+"""Hostile and broken requests: each gets a clear 4xx with its reason, never a 5xx, and nothing
+already accepted is lost. Listener `strict` validates JSON at the door; `open-sync` runs a sync flow."""
+import base64
+import gzip
+import hashlib
+import hmac
+import json
+import time
+
+import pytest
+
+from flows.models import Flow
+from formats.models import Format
+from listeners.models import Listener, Message
+from tests.conftest import PASSWORD, token_for
+
+pytestmark = pytest.mark.django_db(transaction=True)
+KEY = "whsec_" + base64.b64encode(b"k" * 32).decode()
+
+
+@pytest.fixture
+def listeners(user, json_format):
+    csv_format = Format.objects.create(owner=user, name="csv", kind="csv", options={"header": True})
+    strict = Listener.objects.create(owner=user, name="strict", path="strict", auth="token", format=json_format,
+                                     max_body_bytes=64 * 1024, content_types=["application/json"])
+    Flow.objects.create(owner=user, name="strict", listener=strict, source_format=json_format,
+                        mapping={"fields": [{"target": "id", "source": "id"}]}, destination_format=json_format)
+    table = Listener.objects.create(owner=user, name="table", path="table", auth="token", format=csv_format)
+    Flow.objects.create(owner=user, name="table", listener=table, source_format=csv_format,
+                        mapping={"fields": [{"target": "a", "source": "a"}]}, destination_format=json_format)
+    sync = Listener.objects.create(owner=user, name="open-sync", path="open-sync", mode="sync", auth="basic")
+    Flow.objects.create(owner=user, name="sync", listener=sync, source_format=json_format,
+                        mapping={"fields": [{"target": "n", "source": "n", "type": "integer", "required": True}]},
+                        destination_format=json_format)
+    signed = Listener(owner=user, name="signed", path="signed", auth="hmac", signature={"scheme": "standard", "tolerance": 300})
+    signed.secrets = {"signing_keys": [KEY]}
+    signed.save()
+    return user
+
+
+def sign(body: bytes, ts: int, msg_id: str = "m1", key: bytes = b"k" * 32) -> dict:
+    sig = base64.b64encode(hmac.new(key, f"{msg_id}.{ts}.".encode() + body, hashlib.sha256).digest()).decode()
+    return {"HTTP_WEBHOOK_ID": msg_id, "HTTP_WEBHOOK_TIMESTAMP": str(ts), "HTTP_WEBHOOK_SIGNATURE": f"v1,{sig}"}
+
+
+def nested(depth: int) -> bytes:
+    return b"[" * depth + b"]" * depth
+
+
+NOW = int(time.time())
+# (case id, path, body, content type, extra headers, auth, status, reason fragment)
+CASES = [
+    ("truncated json", "strict", b'{"id": 1', "application/json", {}, "token", 422, "malformed JSON"),
+    ("trailing garbage", "strict", b'{"id": 1} {"id": 2}', "application/json", {}, "token", 422, "malformed JSON"),
+    ("single quotes", "strict", b"{'id': 1}", "application/json", {}, "token", 422, "malformed JSON"),
+    ("nan literal", "strict", b'{"id": NaN}', "application/json", {}, "token", 422, "malformed JSON"),
+    ("empty body", "strict", b"", "application/json", {}, "token", 422, "empty JSON"),
+    ("whitespace body", "strict", b"  \r\n ", "application/json", {}, "token", 422, "empty JSON"),
+    ("latin-1 bytes as utf-8", "strict", '{"id": "café"}'.encode("latin-1"), "application/json", {}, "token", 422, "not valid utf-8"),
+    ("utf-16 without declaring it", "strict", '{"id": 1}'.encode("utf-16"), "application/json", {}, "token", 422, "utf-8"),
+    ("lone surrogate escape is fine but bytes are not", "strict", b'{"id": "\xed\xa0\x80"}', "application/json", {}, "token", 422,
+     "not valid utf-8"),
+    ("10,000 levels of nesting", "strict", nested(10_000), "application/json", {}, "token", 422, "malformed JSON"),
+    ("over the body limit", "strict", b'{"pad": "' + b"x" * 70_000 + b'"}', "application/json", {}, "token", 413, "at most 65536"),
+    ("wrong content type", "strict", b'{"id": 1}', "text/plain", {}, "token", 415, "text/plain"),
+    ("octet-stream content type", "strict", b'{"id": 1}', "application/octet-stream", {}, "token", 415, "octet-stream"),
+    ("xml to a json listener", "strict", b"<a/>", "application/xml", {}, "token", 415, "application/xml"),
+    ("gzip bomb", "strict", gzip.compress(b"{" * 5_000_000), "application/json", {"HTTP_CONTENT_ENCODING": "gzip"}, "token", 413,
+     "decompresses"),
+    ("corrupt gzip", "strict", b"\x1f\x8b\x08garbage", "application/json", {"HTTP_CONTENT_ENCODING": "gzip"}, "token", 400, "corrupt"),
+    ("unknown encoding", "strict", b"{}", "application/json", {"HTTP_CONTENT_ENCODING": "zstd"}, "token", 415, "not supported"),
+    ("no credentials", "strict", b'{"id": 1}', "application/json", {}, None, 401, "authentication required"),
+    ("forged bearer token", "strict", b'{"id": 1}', "application/json", {"HTTP_AUTHORIZATION": "Bearer pf_forged"}, None, 401,
+     "wrong credentials"),
+    ("bearer without a token", "strict", b'{"id": 1}', "application/json", {"HTTP_AUTHORIZATION": "Bearer"}, None, 401,
+     "wrong credentials"),
+    ("unknown auth scheme", "strict", b'{"id": 1}', "application/json", {"HTTP_AUTHORIZATION": "Digest x=1"}, None, 401,
+     "wrong credentials"),
+    ("basic with bad base64", "open-sync", b'{"n": 1}', "application/json", {"HTTP_AUTHORIZATION": "Basic %%%"}, None, 401,
+     "wrong credentials"),
+    ("basic without a colon", "open-sync", b'{"n": 1}', "application/json",
+     {"HTTP_AUTHORIZATION": "Basic " + base64.b64encode(b"nocolon").decode()}, None, 401, "wrong credentials"),
+    ("basic with non-utf-8", "open-sync", b'{"n": 1}', "application/json",
+     {"HTTP_AUTHORIZATION": "Basic " + base64.b64encode(b"\xff\xfe:\xff").decode()}, None, 401, "wrong credentials"),
+    ("sync: missing required field", "open-sync", b'{"m": 1}', "application/json", {}, "basic", 422, "required"),
+    ("sync: wrong type", "open-sync", b'{"n": "seven"}', "application/json", {}, "basic", 422, "not an integer"),
+    ("sync: huge integer", "open-sync", b'{"n": "1e99999"}', "application/json", {}, "basic", 422, "digits"),
+    ("sync: array instead of object", "open-sync", b"[1, 2]", "application/json", {}, "basic", 422, "required"),
+    ("sync: bare string", "open-sync", b'"hello"', "application/json", {}, "basic", 422, "required"),
+    ("csv: ragged row", "table", b"a,b\n1,2\n3\n", "text/csv", {}, "token", 422, "line 3"),
+    ("csv: unclosed quote", "table", b'a,b\n"1,2\n', "text/csv", {}, "token", 422, "malformed CSV"),
+    ("csv: duplicate header", "table", b"a,a\n1,2\n", "text/csv", {}, "token", 422, "duplicate column"),
+    ("csv: 10,000 columns with a ragged row", "table", (",".join(f"c{i}" for i in range(10_000)) + "\n1,2\n").encode(),
+     "text/csv", {}, "token", 422, "10000"),
+    ("csv: windows-1252 bytes sent as utf-8", "table", "a,b\nJosé,1\n".encode("cp1252"), "text/csv", {}, "token", 422,
+     "not valid utf-8"),
+    ("hmac: no signature", "signed", b'{"id": 1}', "application/json", {}, None, 401, "missing webhook-id"),
+    ("hmac: forged signature", "signed", b'{"id": 1}', "application/json", sign(b'{"id": 1}', NOW, key=b"x" * 32), None, 401,
+     "does not match"),
+    ("hmac: signature over another body", "signed", b'{"id": 2}', "application/json", sign(b'{"id": 1}', NOW), None, 401,
+     "does not match"),
+    ("hmac: expired timestamp", "signed", b'{"id": 1}', "application/json", sign(b'{"id": 1}', NOW - 3600), None, 401, "tolerance"),
+    ("hmac: timestamp from the future", "signed", b'{"id": 1}', "application/json", sign(b'{"id": 1}', NOW + 3600), None, 401,
+     "tolerance"),
+    ("hmac: timestamp not a number", "signed", b'{"id": 1}', "application/json",
+     {**sign(b'{"id": 1}', NOW), "HTTP_WEBHOOK_TIMESTAMP": "soon"}, None, 401, "not a number"),
+    ("unknown listener", "nope", b"{}", "application/json", {}, "token", 404, "no enabled listener"),
+    ("path traversal", "../admin", b"{}", "application/json", {}, "token", 404, "no enabled listener"),
+    ("encoded traversal", "%2e%2e/admin", b"{}", "application/json", {}, "token", 404, "no enabled listener"),
+    ("nul in the path", "strict%00", b"{}", "application/json", {}, "token", 404, "no enabled listener"),
+]
+
+
+@pytest.mark.parametrize("case, path, body, content_type, headers, auth, status, reason", CASES, ids=[c[0] for c in CASES])
+def test_bad_input(client, listeners, case, path, body, content_type, headers, auth, status, reason):
+    user = listeners
+    extra = dict(headers)
+    if auth == "token":
+        extra["HTTP_AUTHORIZATION"] = f"Bearer {token_for(user)}"
+    elif auth == "basic":
+        extra["HTTP_AUTHORIZATION"] = "Basic " + base64.b64encode(f"{user.username}:{PASSWORD}".encode()).decode()
+    if content_type:
+        extra["CONTENT_TYPE"] = content_type
+    response = client.generic("POST", f"/listen/{path}", body, **extra)
+    assert response.status_code == status, response.content[:300]
+    fault = json.loads(response.content)
+    assert reason in fault["error"], fault["error"]
+    if status != 404:
+        assert fault["message_id"] == response["X-Message-Id"]
+
+
+def test_huge_headers_do_not_crash_the_ingest(client, listeners):
+    response = client.post("/listen/strict", b'{"id": 1}', content_type="application/json",
+                           HTTP_AUTHORIZATION=f"Bearer {token_for(listeners)}", HTTP_X_NOISE="n" * 100_000)
+    assert response.status_code == 202
+
+
+def test_rejects_never_disturb_what_was_accepted(client, listeners):
+    good = client.post("/listen/strict", b'{"id": 1}', content_type="application/json",
+                       HTTP_AUTHORIZATION=f"Bearer {token_for(listeners)}")
+    assert good.status_code == 202
+    for body in (b"{", b"", b"[" * 5000):
+        client.post("/listen/strict", body, content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {token_for(listeners)}")
+    kept = Message.objects.get(pk=good.json()["message_id"])
+    assert kept.status == "succeeded" and kept.read_body() == b'{"id": 1}'
+    assert Message.objects.filter(status="rejected").count() == 3
