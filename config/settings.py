@@ -23,6 +23,23 @@ DEBUG = env_bool("PUSHFLOW_DEBUG", False)
 ALLOWED_HOSTS = env_list("PUSHFLOW_ALLOWED_HOSTS", ["*"])
 CSRF_TRUSTED_ORIGINS = env_list("PUSHFLOW_CSRF_TRUSTED_ORIGINS", [])
 
+# Behind HTTPS (PUSHFLOW_HTTPS=true): secure cookies, HSTS, redirect to https. The embedded
+# default serves plain HTTP on one machine, where secure-only cookies could not log anyone in.
+HTTPS = env_bool("PUSHFLOW_HTTPS", False)
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = HTTPS
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = CSRF_COOKIE_SAMESITE = "Lax"
+SECURE_SSL_REDIRECT = HTTPS and env_bool("PUSHFLOW_SSL_REDIRECT", True)
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+SECURE_HSTS_SECONDS = env_int("PUSHFLOW_HSTS_SECONDS", 31536000) if HTTPS else 0
+SECURE_HSTS_INCLUDE_SUBDOMAINS = HTTPS
+SECURE_HSTS_PRELOAD = HTTPS and env_bool("PUSHFLOW_HSTS_PRELOAD", True)
+if env_bool("PUSHFLOW_BEHIND_PROXY", False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+
 INSTALLED_APPS = [
     "django.contrib.admin",
     "django.contrib.auth",
