@@ -45,6 +45,8 @@ class Listener(models.Model):
     max_body_bytes = models.PositiveBigIntegerField(default=10 * 1024 * 1024)
     content_types = models.JSONField(default=list, blank=True, help_text="Accepted media types; empty: any.")
     ip_allowlist = models.JSONField(default=list, blank=True, help_text="Addresses or CIDR ranges allowed to push; empty: any.")
+    rate_limit = models.FloatField(default=0, help_text="Requests per second per web process; 0: no limit.")
+    max_concurrent = models.PositiveIntegerField(default=0, help_text="Requests at once per web process; 0: no cap.")
     timeout_seconds = models.FloatField(default=30.0, help_text="Sync mode: answer 504 past this.")
     enabled = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)

@@ -1,6 +1,7 @@
 """The ingest view: /listen/<path>. Every row of DESIGN §2's status table is answered here.
 
-Order of checks: listener (404) -> authentication (401/403) -> method (405) ->
+Order of checks: listener (404) -> rate and concurrency limits (429) -> address
+allow-list (403) -> authentication (401/403) -> method (405) ->
 content type (415) -> body with its cap (413/400) -> validation at the door (422)
 -> store (503 if the database is down) -> 202, or run the flow for a sync caller.
 A rejected request is kept as a `rejected` message with its reason.
@@ -21,6 +22,7 @@ from formats.codecs import CodecError
 
 from .body import BodyError, decode_content_encoding, read_body
 from .cache import cached_listener
+from .limits import LimitExceeded, concurrency_slot, should_keep_refusal, take_token
 from .models import Listener, Message
 from .services import accept_message, first_with_key, record_rejection
 from .signatures import SignatureError, verify_signature
@@ -158,6 +160,19 @@ def ingest(request, path: str):
         return fault_response(404, f"no enabled listener at /listen/{path}")
     message = _new_message(request, listener)
     try:
+        take_token(listener.pk, listener.rate_limit)
+        with concurrency_slot(listener.pk, listener.max_concurrent):
+            return _ingest(request, listener, message)
+    except LimitExceeded as exc:
+        keep, stands_for = should_keep_refusal(listener.pk)
+        if keep:
+            reason = exc.reason + (f" (and {stands_for} more refusals not kept one by one)" if stands_for else "")
+            record_rejection(listener, message, 429, reason)
+        return fault_response(429, exc.reason, message.pk if keep else None, listener, {"Retry-After": str(exc.retry_after)})
+
+
+def _ingest(request, listener: Listener, message: Message) -> HttpResponse:
+    try:
         if not listener.address_allowed(message.remote_addr):
             raise Rejected(403, f"address {message.remote_addr} is not allowed to push to this listener")
         user = _authenticate(request, listener)
@@ -188,7 +203,7 @@ def ingest(request, path: str):
     except IntegrityError:  # the same key accepted by a concurrent request a moment ago
         return _replay(request, listener, first_with_key(listener, message.idempotency_key))
     except (DatabaseError, OSError) as exc:
-        log.warning("could not store a message for /listen/%s: %s", path, exc.__class__.__name__)
+        log.warning("could not store a message for /listen/%s: %s", listener.path, exc.__class__.__name__)
         return fault_response(503, "the message store is unavailable; the payload was not kept, retry later",
                               headers={"Retry-After": "5"})
     if sync:

@@ -104,3 +104,11 @@ def _fresh_listener_cache():
     cache.clear()
     yield
     cache.clear()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_listener_limits():
+    from listeners import limits
+
+    limits.reset()
+    yield

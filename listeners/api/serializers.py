@@ -27,7 +27,8 @@ class ListenerSerializer(serializers.ModelSerializer):
     class Meta:
         model = Listener
         fields = ["id", "name", "path", "url", "mode", "methods", "auth", "allowed_users", "api_key_header",
-                  "signature", "secrets", "format", "max_body_bytes", "content_types", "ip_allowlist", "timeout_seconds",
+                  "signature", "secrets", "format", "max_body_bytes", "content_types", "ip_allowlist", "rate_limit", "max_concurrent",
+                  "timeout_seconds",
                   "enabled", "flow", "created_at", "updated_at"]
         read_only_fields = ["created_at", "updated_at"]
 
@@ -48,6 +49,11 @@ class ListenerSerializer(serializers.ModelSerializer):
 
     def validate_methods(self, value):
         return sorted({m.upper() for m in value}) or ["POST"]
+
+    def validate_rate_limit(self, value):
+        if value < 0:
+            raise serializers.ValidationError("requests per second, 0 for no limit")
+        return value
 
     def validate_max_body_bytes(self, value):
         if value < 1:
