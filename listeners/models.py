@@ -4,6 +4,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import os
+import re
 import uuid
 from pathlib import Path
 
@@ -12,6 +13,13 @@ from django.db import models
 from django.utils import timezone
 
 from connections.crypto import decrypt_secrets, encrypt_secrets
+
+# Listener paths: letters, digits, ". _ ~ -", parts joined by single slashes.
+PATH_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._~-]*(/[A-Za-z0-9][A-Za-z0-9._~-]*)*$")
+
+
+def valid_path(path: str) -> bool:
+    return bool(PATH_PATTERN.match(path)) and ".." not in path.split("/")
 
 
 class Listener(models.Model):
@@ -161,6 +169,8 @@ class Message(models.Model):
         self.sha256 = hashlib.sha256(data).hexdigest()
         if len(data) <= settings.PUSHFLOW_INLINE_BODY_BYTES:
             try:
+                if b"\x00" in data:  # PostgreSQL text cannot hold NUL: keep such bodies as bytes
+                    raise UnicodeDecodeError("utf-8", data, 0, 1, "NUL byte")
                 self.body_text, self.body = data.decode("utf-8"), None
             except UnicodeDecodeError:
                 self.body_text, self.body = None, data

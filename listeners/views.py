@@ -23,7 +23,7 @@ from formats.codecs import CodecError
 from .body import BodyError, decode_content_encoding, read_body
 from .cache import cached_listener
 from .limits import LimitExceeded, concurrency_slot, should_keep_refusal, take_token
-from .models import Listener, Message
+from .models import Listener, Message, valid_path
 from .services import accept_message, first_with_key, record_rejection
 from .signatures import SignatureError, verify_signature
 
@@ -147,6 +147,8 @@ def _load_listener(path: str) -> Listener | None:
 
 
 def resolve_listener(path: str) -> Listener | None:
+    if not valid_path(path):
+        return None  # no listener can have it; the database is not asked
     return cached_listener(path, _load_listener)
 
 

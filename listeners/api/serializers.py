@@ -1,5 +1,4 @@
 import ipaddress
-import re
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -7,10 +6,9 @@ from rest_framework import serializers
 
 from config.api import OwnedPrimaryKeyField
 from formats.models import Format
-from listeners.models import Listener, Message
+from listeners.models import Listener, Message, valid_path
 from listeners.signatures import SCHEMES
 
-_PATH = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._~-]*(/[A-Za-z0-9][A-Za-z0-9._~-]*)*$")
 METHODS = ["POST", "PUT", "PATCH", "GET", "DELETE"]
 
 
@@ -41,7 +39,7 @@ class ListenerSerializer(serializers.ModelSerializer):
 
     def validate_path(self, value):
         value = value.strip().strip("/")
-        if not _PATH.match(value) or ".." in value.split("/"):
+        if not valid_path(value):
             raise serializers.ValidationError(
                 "use letters, digits, '.', '_', '~', '-' and single '/' between parts (no '..', no leading '/')"
             )

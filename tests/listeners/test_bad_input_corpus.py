@@ -129,6 +129,15 @@ def test_bad_input(client, listeners, case, path, body, content_type, headers, a
         assert fault["message_id"] == response["X-Message-Id"]
 
 
+def test_a_body_with_nul_bytes_is_kept_exactly(client, listeners):
+    body = b'{"id": 1}\x00\x00trailing'
+    Listener.objects.filter(path="strict").update(format=None)
+    response = client.post("/listen/strict", body, content_type="application/json",
+                           HTTP_AUTHORIZATION=f"Bearer {token_for(listeners)}")
+    assert response.status_code == 202
+    assert Message.objects.get(pk=response.json()["message_id"]).read_body() == body
+
+
 def test_huge_headers_do_not_crash_the_ingest(client, listeners):
     response = client.post("/listen/strict", b'{"id": 1}', content_type="application/json",
                            HTTP_AUTHORIZATION=f"Bearer {token_for(listeners)}", HTTP_X_NOISE="n" * 100_000)
