@@ -1,4 +1,4 @@
-"""API tokens: random, shown once, stored as a SHA-256 hash, expiring."""
+"""API tokens (random, shown once, stored as a SHA-256 hash, expiring) and the audit log of configuration changes."""
 from __future__ import annotations
 
 import hashlib
@@ -45,3 +45,30 @@ class ApiToken(models.Model):
             expires_at=timezone.now() + timezone.timedelta(seconds=ttl_seconds),
         )
         return token, raw
+
+
+class AuditEntry(models.Model):
+    """One configuration change: who changed which object, when, and the fields before and after.
+
+    Secret values are never stored: a change to secrets is recorded by their names only.
+    """
+
+    class Action(models.TextChoices):
+        CREATE = "create"
+        UPDATE = "update"
+        DELETE = "delete"
+
+    at = models.DateTimeField(default=timezone.now, db_index=True)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    action = models.CharField(max_length=10, choices=Action.choices)
+    object_type = models.CharField(max_length=40)
+    object_id = models.CharField(max_length=64)
+    object_name = models.CharField(max_length=200, blank=True, default="")
+    changes = models.JSONField(default=dict, blank=True, help_text="{field: [before, after]}")
+
+    class Meta:
+        ordering = ["-at", "-id"]
+        indexes = [models.Index(fields=["object_type", "object_id"])]
+
+    def __str__(self) -> str:
+        return f"{self.at:%Y-%m-%d %H:%M} {self.user} {self.action} {self.object_type} {self.object_name}"

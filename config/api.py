@@ -2,13 +2,16 @@
 from __future__ import annotations
 
 import logging
+import re
+import uuid
 
-from django.db import DatabaseError, IntegrityError
+from django.db import DatabaseError, IntegrityError, transaction
 from django.db.models import ProtectedError
 from rest_framework import permissions, serializers, status, viewsets
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from accounts.audit import record_change
 from lib.registry import options_errors
 
 log = logging.getLogger(__name__)
@@ -61,8 +64,30 @@ class OwnedModelViewSet(viewsets.ModelViewSet):
     def get_queryset(self):
         return visible_to(self.request.user, self.queryset.all())
 
+    # Each change and its audit entry commit together or not at all.
+
     def perform_create(self, serializer):
-        serializer.save(owner=self.request.user)
+        with transaction.atomic():
+            instance = serializer.save(owner=self.request.user)
+            record_change(self.request.user, "create", instance, None, self.get_serializer(instance).data, self._secrets_given())
+
+    def perform_update(self, serializer):
+        before = self.get_serializer(serializer.instance).data
+        with transaction.atomic():
+            instance = serializer.save()
+            record_change(self.request.user, "update", instance, before, self.get_serializer(instance).data, self._secrets_given())
+
+    def perform_destroy(self, instance):
+        before = self.get_serializer(instance).data
+        pk = instance.pk
+        with transaction.atomic():
+            instance.delete()
+            instance.pk = pk
+            record_change(self.request.user, "delete", instance, before, None)
+
+    def _secrets_given(self) -> list[str]:
+        secrets = self.request.data.get("secrets") if hasattr(self.request.data, "get") else None
+        return list(secrets) if isinstance(secrets, dict) else []
 
 
 class OwnedPrimaryKeyField(serializers.PrimaryKeyRelatedField):
@@ -91,3 +116,26 @@ class KindOptionsSerializerMixin:
         if problems:
             raise serializers.ValidationError({"options": problems})
         return attrs
+
+
+_ID = re.compile(r"^[0-9]{1,18}$")
+
+
+def id_param(params, name: str) -> int | None:
+    """An integer id query parameter, or None when absent; a 400 naming it when it is not one."""
+    value = params.get(name)
+    if not value:
+        return None
+    if not _ID.match(value):
+        raise serializers.ValidationError({name: ["must be a numeric id"]})
+    return int(value)
+
+
+def uuid_param(params, name: str) -> uuid.UUID | None:
+    value = params.get(name)
+    if not value:
+        return None
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise serializers.ValidationError({name: ["must be a message id (a UUID)"]}) from None

@@ -3,6 +3,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
+from accounts.api.audit import AuditEntryViewSet
 from connections.api.views import ConnectionViewSet
 from flows.api.views import FlowRunViewSet, FlowViewSet
 from formats.api.views import FormatViewSet
@@ -25,6 +26,7 @@ router.register("listeners", ListenerViewSet, basename="listener")
 router.register("flows", FlowViewSet, basename="flow")
 router.register("messages", MessageViewSet, basename="message")
 router.register("runs", FlowRunViewSet, basename="run")
+router.register("audit", AuditEntryViewSet, basename="audit")
 
 urlpatterns = [
     path("", include("accounts.api.urls")),

@@ -1,7 +1,7 @@
 from rest_framework import viewsets
 from rest_framework.exceptions import ValidationError
 
-from config.api import IsOwnerOrAdmin, OwnedModelViewSet, visible_to
+from config.api import IsOwnerOrAdmin, OwnedModelViewSet, id_param, uuid_param, visible_to
 from flows.models import Flow, FlowRun
 
 from .serializers import FlowRunSerializer, FlowSerializer
@@ -21,9 +21,12 @@ class FlowRunViewSet(viewsets.ReadOnlyModelViewSet):
     def get_queryset(self):
         queryset = visible_to(self.request.user, FlowRun.objects.all(), "flow__owner")
         params = self.request.query_params
-        for name in ("flow", "message"):
-            if params.get(name):
-                queryset = queryset.filter(**{f"{name}_id": params[name]})
+        flow = id_param(params, "flow")
+        if flow is not None:
+            queryset = queryset.filter(flow_id=flow)
+        message = uuid_param(params, "message")
+        if message is not None:
+            queryset = queryset.filter(message_id=message)
         if params.get("status"):
             if params["status"] not in FlowRun.Status.values:
                 raise ValidationError({"status": [f"use one of {', '.join(FlowRun.Status.values)}"]})

@@ -7,7 +7,7 @@ from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 
-from config.api import IsOwnerOrAdmin, OwnedModelViewSet, visible_to
+from config.api import IsOwnerOrAdmin, OwnedModelViewSet, id_param, visible_to
 from flows.models import FlowRun
 from listeners.models import Listener, Message
 from listeners.services import ResubmitRefused, resubmit_message
@@ -42,10 +42,9 @@ class MessageViewSet(viewsets.ReadOnlyModelViewSet):
         queryset = queryset.prefetch_related(Prefetch("runs", queryset=FlowRun.objects.order_by("started_at")))
         params = self.request.query_params
         for name in ("listener", "flow"):
-            if params.get(name):
-                if not params[name].isdigit():
-                    raise ValidationError({name: ["must be an id"]})
-                queryset = queryset.filter(**{f"{name}_id": int(params[name])})
+            value = id_param(params, name)
+            if value is not None:
+                queryset = queryset.filter(**{f"{name}_id": value})
         if params.get("status"):
             statuses = params["status"].split(",")
             unknown = [s for s in statuses if s not in Message.Status.values]

@@ -114,3 +114,9 @@ def test_schema_docs_and_health(api, client, user):
     assert client.get("/api/v1/docs").status_code == 200
     health = client.get("/healthz")
     assert health.status_code == 200 and health.json()["database"] == "ok"
+
+
+@pytest.mark.parametrize("path", ["/api/v1/messages/?listener=%C2%B2", "/api/v1/messages/?flow=99999999999999999999999",
+                                  "/api/v1/runs/?message=not-a-uuid", "/api/v1/runs/?flow=1.5"])
+def test_odd_id_filters_are_400(api, path):
+    assert api.get(path).status_code == 400
