@@ -5,4 +5,4 @@ class AccountsConfig(AppConfig):
     name = "accounts"
 
     def ready(self):
-        from . import schema  # noqa: F401  registers the OpenAPI auth descriptions
+        from . import lockout, schema  # noqa: F401  signal receivers; OpenAPI auth descriptions

@@ -72,3 +72,14 @@ class AuditEntry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.at:%Y-%m-%d %H:%M} {self.user} {self.action} {self.object_type} {self.object_name}"
+
+
+class LoginFailure(models.Model):
+    """A failed password check, kept for the lockout window (see accounts.lockout)."""
+
+    username = models.CharField(max_length=150, db_index=True)
+    remote_addr = models.CharField(max_length=64, blank=True, default="")
+    at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["-at"]

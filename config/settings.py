@@ -102,6 +102,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     }
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+AUTHENTICATION_BACKENDS = ["accounts.lockout.LockoutModelBackend"]
+PUSHFLOW_LOCKOUT_FAILURES = env_int("PUSHFLOW_LOCKOUT_FAILURES", 10)
+PUSHFLOW_LOCKOUT_SECONDS = env_int("PUSHFLOW_LOCKOUT_SECONDS", 15 * 60)
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},

@@ -8,6 +8,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.authentication import issue_token
+from accounts.lockout import is_locked, lockout_message
 
 
 class TokenRequestSerializer(serializers.Serializer):
@@ -26,6 +27,8 @@ class TokenView(APIView):
     def post(self, request):
         given = TokenRequestSerializer(data=request.data)
         given.is_valid(raise_exception=True)
+        if is_locked(given.validated_data["login"]):
+            return Response({"detail": lockout_message()}, status=status.HTTP_429_TOO_MANY_REQUESTS)
         issued = issue_token(given.validated_data["login"], given.validated_data["password"])
         if issued is None:
             return Response({"detail": "wrong login or password"}, status=status.HTTP_401_UNAUTHORIZED)
