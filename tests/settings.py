@@ -14,6 +14,8 @@ if os.environ.get("PUSHFLOW_TEST_DATABASE") == "postgres":
     DATABASES["default"] = dj_database_url.parse(
         os.environ.get("PUSHFLOW_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
     )
+    # Worker threads (sync runs) close their connections after each run, so the test database can be dropped.
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
 
 else:
     # A file, as in production: an in-memory shared-cache database locks whole tables and

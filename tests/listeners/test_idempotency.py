@@ -4,6 +4,7 @@ import json
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from django.db import connection
 from django.test import Client
 
 from flows.models import FlowRun
@@ -51,8 +52,11 @@ def test_concurrent_duplicates_store_one_message(user, async_flow):
     auth = f"Bearer {token_for(user)}"
 
     def push(_):
-        return Client().post("/listen/patients", BODY, content_type="application/json", HTTP_AUTHORIZATION=auth,
-                             HTTP_IDEMPOTENCY_KEY="burst").json()["message_id"]
+        try:
+            return Client().post("/listen/patients", BODY, content_type="application/json", HTTP_AUTHORIZATION=auth,
+                                 HTTP_IDEMPOTENCY_KEY="burst").json()["message_id"]
+        finally:
+            connection.close()  # this thread's own connection, or the test database could not be dropped
 
     with ThreadPoolExecutor(6) as pool:
         ids = set(pool.map(push, range(12)))

@@ -27,6 +27,7 @@ def test_over_the_rate_is_429_with_retry_after_and_refusals_are_sampled(client, 
 
 
 def test_more_than_the_cap_at_once_is_429(user, sync_flow, monkeypatch):
+    from django.db import connection
     from django.test import Client
 
     Listener.objects.filter(pk=sync_flow.listener_id).update(max_concurrent=1, auth="none")
@@ -40,8 +41,14 @@ def test_more_than_the_cap_at_once_is_429(user, sync_flow, monkeypatch):
 
     monkeypatch.setattr(flows.services, "execute", slow)
     first = {}
-    worker = threading.Thread(target=lambda: first.update(r=Client().post("/listen/echo", b'{"name": {"family": "A"}}',
-                                                                          content_type="application/json")))
+
+    def call():
+        try:
+            first["r"] = Client().post("/listen/echo", b'{"name": {"family": "A"}}', content_type="application/json")
+        finally:
+            connection.close()
+
+    worker = threading.Thread(target=call)
     worker.start()
     assert inside.wait(5)
     second = Client().post("/listen/echo", b'{"name": {"family": "B"}}', content_type="application/json")
