@@ -5,6 +5,7 @@ import csv
 import io
 
 from . import Codec, CodecError, decode_text, register_codec
+from .fields import field_paths
 
 csv.field_size_limit(16 * 1024 * 1024)
 
@@ -56,6 +57,10 @@ class CsvCodec(Codec):
                 yield dict(zip(names, row, strict=False))
         except csv.Error as exc:
             raise CodecError(f"malformed CSV: {exc}", f"line {reader.line_num}") from None
+
+    def infer_fields(self, data: bytes, options: dict) -> list[str]:
+        """Field paths of a sample payload, for the mapping editor."""
+        return field_paths(self.read(data, options))
 
     def write(self, records, fields, options, single):
         out = io.StringIO(newline="")

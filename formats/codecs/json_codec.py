@@ -6,6 +6,7 @@ from decimal import Decimal
 import orjson
 
 from . import Codec, CodecError, decode_text, register_codec
+from .fields import field_paths
 
 
 def _json_default(value):
@@ -56,6 +57,10 @@ class JsonCodec(Codec):
             line = line.removesuffix("\r")
             if line.strip():
                 yield _load(line, number - 1)
+
+    def infer_fields(self, data: bytes, options: dict) -> list[str]:
+        """Field paths of a sample payload, for the mapping editor."""
+        return field_paths(self.read(data, options))
 
     def write(self, records, fields, options, single):
         records = list(records)

@@ -1,0 +1,255 @@
+"""XML codec: the root element (or each `record` element) is one record tree.
+
+Tree shape (DESIGN §2), decided once for every payload:
+- an element with only text is that text (`<sku>A1</sku>` -> "A1"; empty -> "");
+- otherwise a dict: attributes as "@name", child elements by name, and the
+  element's own non-blank text as "#text";
+- an element repeated under one parent is a list, in document order; a single
+  one is not (the mapping reads a single element like a list of one, so
+  `line[*]` and `line[0]` work either way; prefer them for elements that may repeat);
+- names are local names, or "prefix:name" for namespaces declared in the
+  `namespaces` option ({prefix: uri}).
+
+With `record` (an element name), every such element is a document, streamed with
+iterparse and cleared as it goes so memory stays flat. The parser is hardened: a
+payload with a DOCTYPE is refused (no entity is ever expanded, no DTD loaded, no
+network), and huge_tree stays off.
+"""
+from __future__ import annotations
+
+from decimal import Decimal
+from io import BytesIO
+from typing import Any
+
+from lxml import etree
+
+from . import Codec, CodecError, register_codec
+from .fields import field_paths
+
+PARSER_SETTINGS = {
+    "resolve_entities": False,
+    "no_network": True,
+    "load_dtd": False,
+    "dtd_validation": False,
+    "huge_tree": False,
+    "remove_comments": True,
+    "remove_pis": True,
+}
+
+
+def hardened_parser() -> etree.XMLParser:
+    """An lxml parser for untrusted XML (no entities, no DTD, no network)."""
+    return etree.XMLParser(**PARSER_SETTINGS)
+
+
+class Names:
+    """Clark names `{uri}local` to mapping names, and back, per the `namespaces` option."""
+
+    def __init__(self, namespaces: dict | None):
+        namespaces = namespaces or {}
+        if not isinstance(namespaces, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in namespaces.items()):
+            raise CodecError("option 'namespaces' must map prefixes to namespace URIs")
+        self.prefix_of = {uri: prefix for prefix, uri in namespaces.items()}
+        self.uri_of = dict(namespaces)
+        self._cache: dict[str, str] = {}
+
+    def name(self, clark: str) -> str:
+        hit = self._cache.get(clark)
+        if hit is None:
+            if clark.startswith("{"):
+                uri, local = clark[1:].split("}", 1)
+                prefix = self.prefix_of.get(uri)
+                hit = f"{prefix}:{local}" if prefix else local
+            else:
+                hit = clark
+            self._cache[clark] = hit
+        return hit
+
+    def clark(self, name: str, where: str) -> str:
+        """A mapping name to an lxml tag, refusing what XML cannot name."""
+        prefix, sep, local = name.rpartition(":")
+        if sep:
+            if prefix not in self.uri_of:
+                raise CodecError(f"namespace prefix {prefix!r} is not declared in the 'namespaces' option", where)
+            tag = f"{{{self.uri_of[prefix]}}}{local}"
+        else:
+            tag = name
+        try:
+            etree.QName(tag)
+        except ValueError:
+            raise CodecError(f"{name!r} is not a valid XML name", where) from None
+        if not local or not (local[0].isalpha() or local[0] == "_"):
+            raise CodecError(f"{name!r} is not a valid XML name", where)
+        return tag
+
+
+def element_tree(element: etree._Element, names: Names) -> Any:
+    """One element as a record tree (see the module docstring)."""
+    children = [child for child in element if isinstance(child.tag, str)]
+    text = _own_text(element)
+    if not children and not element.attrib:
+        return text
+    tree: dict[str, Any] = {}
+    for key, value in element.attrib.items():
+        tree["@" + names.name(key)] = value
+    for child in children:
+        name = names.name(child.tag)
+        value = element_tree(child, names)
+        # An element's value is never a list, so a list here always means a repeat.
+        if name not in tree:
+            tree[name] = value
+        elif isinstance(tree[name], list):
+            tree[name].append(value)
+        else:
+            tree[name] = [tree[name], value]
+    if text.strip():
+        tree["#text"] = text
+    return tree
+
+
+def _own_text(element: etree._Element) -> str:
+    parts = [element.text or ""]
+    parts.extend(child.tail or "" for child in element)
+    text = "".join(parts)
+    # Text beside child elements is usually indentation; keep it only when it says something.
+    return text if not len(element) else text.strip()
+
+
+def _syntax_error(exc: etree.XMLSyntaxError) -> CodecError:
+    line, column = exc.position if exc.position else (exc.lineno or 0, 0)
+    message = exc.msg.split(", line ")[0] if exc.msg else "malformed XML"
+    return CodecError(f"malformed XML: {message}", f"line {line}, column {column}")
+
+
+def _refuse_doctype(element: etree._Element) -> None:
+    doctype = element.getroottree().docinfo.doctype
+    if doctype:
+        raise CodecError(
+            "XML with a DOCTYPE (DTD or entity declarations) is refused; entities are never expanded",
+            f"line {element.sourceline or 1}",
+        )
+
+
+def read_elements(data: bytes, options: dict) -> Any:
+    """Yield (element, names) for the root, or for each `record` element, checking `root`."""
+    names = Names(options.get("namespaces"))
+    root_name = options.get("root")
+    record_name = options.get("record")
+    if not data.strip():
+        raise CodecError("empty XML payload", "line 1, column 1")
+    context = etree.iterparse(BytesIO(data), events=("start", "end"), **PARSER_SETTINGS)
+    depth = 0
+    inside_record = 0
+    try:
+        for event, element in context:
+            if event == "start":
+                if depth == 0:
+                    _refuse_doctype(element)
+                    if root_name and names.name(element.tag) != root_name:
+                        raise CodecError(
+                            f"the root element is {names.name(element.tag)!r}, expected {root_name!r}",
+                            f"line {element.sourceline}",
+                        )
+                depth += 1
+                if record_name and names.name(element.tag) == record_name:
+                    inside_record += 1
+                continue
+            depth -= 1
+            if record_name:
+                if names.name(element.tag) != record_name:
+                    continue
+                inside_record -= 1
+                if inside_record:
+                    continue  # a record inside a record is part of the outer one
+                yield element, names
+                element.clear(keep_tail=True)
+                parent = element.getparent()
+                while parent is not None and element.getprevious() is not None:
+                    del parent[0]
+            elif depth == 0:
+                yield element, names
+    except etree.XMLSyntaxError as exc:
+        raise _syntax_error(exc) from None
+
+
+@register_codec
+class XmlCodec(Codec):
+    kind = "xml"
+    label = "XML"
+    content_type = "application/xml"
+    options_schema = {
+        "type": "object",
+        "properties": {
+            "namespaces": {
+                "type": "object",
+                "additionalProperties": {"type": "string"},
+                "title": "Namespace prefixes used in paths ({prefix: uri})",
+            },
+            "root": {"type": "string", "title": "Root element (checked on read; written as the root)"},
+            "record": {"type": "string", "title": "Element that is one record (each one a document)"},
+        },
+        "additionalProperties": True,
+    }
+
+    def single_document(self, options):
+        return not options.get("record")
+
+    def read(self, data, options):
+        for element, names in read_elements(data, options):
+            yield element_tree(element, names)
+
+    def infer_fields(self, data: bytes, options: dict) -> list[str]:
+        return field_paths(self.read(data, options))
+
+    def write(self, records, fields, options, single):
+        names = Names(options.get("namespaces"))
+        nsmap = {prefix: uri for prefix, uri in names.uri_of.items()} or None
+        record_name = options.get("record") or "record"
+        records = list(records)
+        if single and len(records) == 1:
+            root = _build(None, options.get("root") or record_name, records[0], names, nsmap, "record 1")
+        else:
+            root = etree.Element(names.clark(options.get("root") or "records", "root"), nsmap=nsmap)
+            for number, record in enumerate(records, start=1):
+                _build(root, record_name, record, names, None, f"record {number}")
+        return etree.tostring(root, xml_declaration=True, encoding="UTF-8")
+
+
+def _build(parent, name: str, value: Any, names: Names, nsmap, where: str):
+    tag = names.clark(name, where)
+    element = etree.Element(tag, nsmap=nsmap) if parent is None else etree.SubElement(parent, tag)
+    if isinstance(value, dict):
+        for key, child in value.items():
+            key = str(key)
+            if key == "#text":
+                element.text = _text(child, where)
+            elif key.startswith("@"):
+                element.set(names.clark(key[1:], where), _text(child, where))
+            elif isinstance(child, list):
+                for item in child:
+                    _build(element, key, item, names, None, where)
+            else:
+                _build(element, key, child, names, None, where)
+    elif isinstance(value, list):
+        raise CodecError(f"element {name!r} holds a list of lists, which XML cannot express", where)
+    else:
+        element.text = _text(value, where)
+    return element
+
+
+def _text(value: Any, where: str) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (dict, list)):
+        raise CodecError("an attribute or text cannot hold a structure", where)
+    if isinstance(value, Decimal):
+        return str(value)
+    text = str(value)
+    try:
+        # lxml refuses control characters XML 1.0 cannot carry; say so as a codec error.
+        etree.Element("x").text = text
+    except ValueError:
+        raise CodecError("text holds characters XML 1.0 cannot carry (control characters)", where) from None
+    return text
