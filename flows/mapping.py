@@ -78,6 +78,14 @@ def _child(value: Any, name: str) -> Any:
         return value
     if isinstance(value, dict):
         return value.get(name, _MISSING)
+    # A codec may give values that answer a step themselves (HL7 v2: a field without
+    # components is its own component 1; an unindexed step reads the first repetition).
+    path_child = getattr(value, "path_child", None)
+    if path_child is not None:
+        try:
+            return path_child(name)
+        except KeyError:
+            return _MISSING
     return _MISSING
 
 
@@ -256,7 +264,10 @@ class CompiledMapping:
         found = self.records.read(document, document)
         if found is _MISSING or found is None:
             return
-        yield from (found if isinstance(found, list) else [found])
+        for record in found if isinstance(found, list) else [found]:
+            # HL7 v2 records keep their segment name ({"OBX": {...}}), so `OBX.5.1` reads the current one.
+            as_record = getattr(record, "as_record", None)
+            yield record if as_record is None else as_record()
 
     def apply(self, record: Any, root: Any) -> dict:
         """Map one record; raises FieldError naming the first field that fails."""
