@@ -70,4 +70,4 @@ def decode_text(data: bytes, encoding: str) -> str:
         raise CodecError(f"bytes not valid {encoding}: {exc.reason}", f"byte {exc.start}, line {line}") from None
 
 
-from . import csv_codec, fixed_codec, hl7v2_codec, json_codec, xml_codec  # noqa: E402,F401  registration
+from . import csv_codec, fhir_codec, fixed_codec, hl7v2_codec, json_codec, xml_codec  # noqa: E402,F401  registration

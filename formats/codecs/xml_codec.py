@@ -115,13 +115,13 @@ def _own_text(element: etree._Element) -> str:
     return text if not len(element) else text.strip()
 
 
-def _syntax_error(exc: etree.XMLSyntaxError) -> CodecError:
+def syntax_error(exc: etree.XMLSyntaxError) -> CodecError:
     line, column = exc.position if exc.position else (exc.lineno or 0, 0)
     message = exc.msg.split(", line ")[0] if exc.msg else "malformed XML"
     return CodecError(f"malformed XML: {message}", f"line {line}, column {column}")
 
 
-def _refuse_doctype(element: etree._Element) -> None:
+def refuse_doctype(element: etree._Element) -> None:
     doctype = element.getroottree().docinfo.doctype
     if doctype:
         raise CodecError(
@@ -144,7 +144,7 @@ def read_elements(data: bytes, options: dict) -> Any:
         for event, element in context:
             if event == "start":
                 if depth == 0:
-                    _refuse_doctype(element)
+                    refuse_doctype(element)
                     if root_name and names.name(element.tag) != root_name:
                         raise CodecError(
                             f"the root element is {names.name(element.tag)!r}, expected {root_name!r}",
@@ -169,7 +169,7 @@ def read_elements(data: bytes, options: dict) -> Any:
             elif depth == 0:
                 yield element, names
     except etree.XMLSyntaxError as exc:
-        raise _syntax_error(exc) from None
+        raise syntax_error(exc) from None
 
 
 @register_codec

@@ -12,7 +12,7 @@ import pytest
 from formats.codecs import CodecError, codecs
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
-KINDS = ["xml", "fixed", "hl7v2"]
+KINDS = ["xml", "fixed", "hl7v2", "fhir"]
 CASES = sorted((kind, path) for kind in KINDS for path in (FIXTURES / kind).glob("*.input.*"))
 
 
