@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 
-from celery import Celery
+from celery import Celery, signals
 from kombu.transport import TRANSPORT_ALIASES
 
 # The embedded broker: a folder transport with atomic writes (see embedded_broker).
@@ -11,6 +11,28 @@ TRANSPORT_ALIASES.setdefault("embedded", "config.embedded_broker:Transport")
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
+# Tasks between forced reconnects (see _keep_database_connections).
+DB_REUSE_MAX_TASKS = 1000
+
 app = Celery("pushflow")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+
+@signals.worker_init.connect
+def _keep_database_connections(**kwargs) -> None:
+    """Celery's Django fixup closes every database connection before and after each task,
+    so each run paid a new PostgreSQL connection (a fifth of a worker's time under load).
+    Connections are kept instead, and dropped the Django way: when older than
+    CONN_MAX_AGE or left unusable by an error."""
+    for fixup in getattr(app, "_fixups", []):
+        worker_fixup = getattr(fixup, "worker_fixup", None)
+        if worker_fixup is not None:
+            worker_fixup.db_reuse_max = DB_REUSE_MAX_TASKS
+
+
+@signals.task_prerun.connect
+def _drop_old_connections(**kwargs) -> None:
+    from django.db import close_old_connections
+
+    close_old_connections()

@@ -9,3 +9,10 @@ from . import services
 @shared_task(name="flows.run_message", acks_late=True)
 def run_message_task(message_id: str) -> None:
     services.run_message(message_id)
+
+
+@shared_task(name="flows.run_messages", acks_late=True)
+def run_messages_task(message_ids: list[str]) -> None:
+    """Several messages accepted together (one publish for a burst); each is claimed on its own."""
+    for message_id in message_ids:
+        services.run_message(message_id)

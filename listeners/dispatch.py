@@ -18,16 +18,28 @@ from django.conf import settings
 log = logging.getLogger(__name__)
 BROKER_PAUSE_SECONDS = 5.0
 MAX_PENDING = 100_000
+PUBLISH_BATCH = 20
+# A moment to let a burst gather into one publish (a publish costs far more than this wait).
+PUBLISH_LINGER_SECONDS = 0.002
 
 
 def publish(message_id) -> bool:
     """Publish one message id now. False (logged) if the broker is unreachable."""
-    from flows.tasks import run_message_task
+    return publish_many([str(message_id)])
+
+
+def publish_many(message_ids: list[str]) -> bool:
+    """Publish ids as one task (one broker round trip for a burst). False (logged) if the broker is unreachable."""
+    from flows.tasks import run_message_task, run_messages_task
 
     try:
-        run_message_task.apply_async(args=[str(message_id)], retry=False)
-    except Exception as exc:  # any broker error: the sweeper will publish it again
-        log.warning("could not publish message %s (%s: %s); the sweeper will retry", message_id, exc.__class__.__name__, exc)
+        if len(message_ids) == 1:
+            run_message_task.apply_async(args=[message_ids[0]], retry=False)
+        else:
+            run_messages_task.apply_async(args=[message_ids], retry=False)
+    except Exception as exc:  # any broker error: the sweeper will publish them again
+        log.warning("could not publish %d message(s) from %s (%s: %s); the sweeper will retry",
+                    len(message_ids), message_ids[0], exc.__class__.__name__, exc)
         return False
     return True
 
@@ -56,10 +68,20 @@ class BackgroundPublisher:
 
     def _run(self) -> None:
         while True:
-            message_id = self._queue.get()
+            # Everything that arrived while the last publish was under way goes as one
+            # task: under a burst, one broker round trip (and one worker wake-up) carries
+            # many messages; alone, a message still goes at once. Batches stay small
+            # enough for every worker process to get a share.
+            batch = [self._queue.get()]
+            time.sleep(PUBLISH_LINGER_SECONDS)
+            while len(batch) < PUBLISH_BATCH:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
             if time.monotonic() < self._paused_until:
-                continue  # broker down a moment ago: leave this one to the sweeper
-            if not publish(message_id):
+                continue  # broker down a moment ago: leave these to the sweeper
+            if not publish_many(batch):
                 self._paused_until = time.monotonic() + BROKER_PAUSE_SECONDS
 
 

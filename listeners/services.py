@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from .dispatch import publish, publish_soon
 from .models import Listener, Message
+from .writer import store_message
 
 log = logging.getLogger(__name__)
 
@@ -30,10 +31,9 @@ def accept_message(listener: Listener, message: Message, data: bytes, queue: boo
     if queue and flow is not None and flow.enabled:
         message.status = Message.Status.QUEUED
         message.enqueued_at = timezone.now()
-    # One INSERT in autocommit mode is its own transaction: committed when save()
-    # returns, without BEGIN/COMMIT round trips. on_commit then publishes at once,
-    # or after the caller's transaction if there is one.
-    message.save(force_insert=True)
+    # Committed when this returns (grouped with concurrent requests' rows, see writer.py).
+    # on_commit then publishes at once, or after the caller's transaction if there is one.
+    store_message(message, group=settings.PUSHFLOW_GROUP_COMMIT)
     if message.status == Message.Status.QUEUED:
         transaction.on_commit(lambda: publish_soon(message.pk))
     return message

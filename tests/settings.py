@@ -25,5 +25,7 @@ else:
 # Publishing runs the task inline: unit tests see the whole path without a worker.
 CELERY_TASK_ALWAYS_EAGER = True
 CELERY_TASK_EAGER_PROPAGATES = True
+# Test transactions would hide rows from the writer thread; tests/listeners/test_group_writer.py turns it on.
+PUSHFLOW_GROUP_COMMIT = False
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # noqa: F405  whitenoise warns about a missing folder
