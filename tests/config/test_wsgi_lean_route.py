@@ -1,0 +1,48 @@
+"""The WSGI entry point: /listen/ takes the lean handler, which still answers every status and
+sends the security headers; other paths keep the full middleware (sessions, CSRF)."""
+import io
+import json
+
+import pytest
+
+from config.wsgi import application
+from tests.conftest import token_for
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def call(method: str, path: str, body: bytes = b"", headers: dict | None = None) -> tuple[int, dict, bytes]:
+    environ = {
+        "REQUEST_METHOD": method, "PATH_INFO": path, "QUERY_STRING": "", "SERVER_NAME": "testserver",
+        "SERVER_PORT": "80", "SERVER_PROTOCOL": "HTTP/1.1", "REMOTE_ADDR": "127.0.0.1", "wsgi.url_scheme": "http",
+        "wsgi.input": io.BytesIO(body), "wsgi.errors": io.StringIO(), "wsgi.multithread": True,
+        "wsgi.multiprocess": True, "wsgi.run_once": False, "wsgi.version": (1, 0),
+        "CONTENT_LENGTH": str(len(body)), **(headers or {}),
+    }
+    answer = {}
+
+    def start_response(status, response_headers, exc_info=None):
+        answer["status"] = int(status.split()[0])
+        answer["headers"] = {k.lower(): v for k, v in response_headers}
+
+    content = b"".join(application(environ, start_response))
+    return answer["status"], answer["headers"], content
+
+
+def test_a_payload_through_the_lean_route_is_accepted_with_security_headers(user, async_flow):
+    body = json.dumps({"id": 7, "name": {"family": "Lean"}}).encode()
+    status, headers, content = call("POST", "/listen/patients", body, {
+        "CONTENT_TYPE": "application/json", "HTTP_AUTHORIZATION": f"Bearer {token_for(user)}"})
+    assert status == 202 and json.loads(content)["message_id"] == headers["x-message-id"]
+    assert headers["x-content-type-options"] == "nosniff"
+    assert "set-cookie" not in headers and "cookie" not in headers.get("vary", "").lower()
+
+
+def test_the_lean_route_answers_refusals(user, async_flow):
+    assert call("POST", "/listen/patients", b"{}", {"CONTENT_TYPE": "application/json"})[0] == 401
+    assert call("POST", "/listen/nowhere", b"{}")[0] == 404
+
+
+def test_pages_keep_the_full_middleware():
+    status, headers, _ = call("GET", "/login/")
+    assert status == 200 and "csrftoken" in headers.get("set-cookie", "")
