@@ -12,8 +12,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from connections.transports import Delivery, TransportError
-from formats.codecs import CodecError
+from formats.codecs import Codec, CodecError
 
+from .expressions import Scope
 from .mapping import CompiledMapping, FieldError, MappingError, compile_mapping
 from .models import Flow
 
@@ -45,6 +46,11 @@ class RunResult:
     targets: list[str] = field(default_factory=list)
     # The whole payload mapped to one record: a JSON answer is that object, not a list.
     single: bool = False
+    filtered: int = 0
+    halted: str = ""
+    # Preview only: the records as read, and every field error.
+    inputs: list = field(default_factory=list)
+    errors: list[dict] = field(default_factory=list)
 
 
 def compiled_mapping(flow: Flow) -> CompiledMapping:
@@ -55,7 +61,7 @@ def compiled_mapping(flow: Flow) -> CompiledMapping:
         if hit is not None:
             _cache.move_to_end(key)
             return hit
-    compiled = compile_mapping(flow.mapping)
+    compiled = compile_mapping(flow.mapping, flow.lookups or {})
     if flow.pk:
         with _cache_lock:
             _cache[key] = compiled
@@ -64,41 +70,90 @@ def compiled_mapping(flow: Flow) -> CompiledMapping:
     return compiled
 
 
-def map_payload(flow: Flow, data: bytes) -> RunResult:
+def map_payload(flow: Flow, data: bytes, message_meta: dict | None = None) -> RunResult:
     """Read the payload and map every record (no writing, no delivery)."""
     try:
         mapping = compiled_mapping(flow)
     except MappingError as exc:
         raise RunFailure(f"the flow's mapping is invalid: {exc}", bad_data=False) from None
-    source = flow.source_format
-    result = RunResult()
-    out = result.records
-    try:
-        for document in source.read(data):
-            for record in mapping.records_of(document):
-                result.records_in += 1
-                try:
-                    out.append(mapping.apply(record, document))
-                except FieldError as exc:
-                    reason = f"record {result.records_in}: {exc}"
-                    if flow.on_error == Flow.OnError.REJECT_RECORD:
-                        result.rejected.append({"index": result.records_in - 1, "reason": str(exc)})
-                        continue
-                    raise RunFailure(reason, bad_data=True) from None
-    except CodecError as exc:
-        raise RunFailure(f"cannot read the payload as {source.kind}: {exc}", bad_data=True) from None
-    if result.rejected and not out:
+    result = map_records(mapping, flow.source_format, data, flow.on_error, message_meta)
+    if result.rejected and not result.records and not result.filtered:
         first = result.rejected[0]
         raise RunFailure(f"every record was rejected; record {first['index'] + 1}: {first['reason']}", bad_data=True)
-    result.records_out = len(out)
-    result.single = mapping.records is None and source.codec.single_document(source.options or {})
-    result.targets = mapping.targets
     return result
 
 
-def execute(flow: Flow, data: bytes, message_id: str = "", run_id: int | None = None) -> RunResult:
+def map_records(mapping: CompiledMapping, source, data: bytes, on_error: str, message_meta: dict | None = None,
+                preview_limit: int | None = None) -> RunResult:
+    """Map each record of `data` read with the `source` format, following the record policy.
+
+    reject_record leaves a bad record out (its reason kept); reject_payload fails the
+    whole payload; halt keeps what was mapped before the bad record and stops there
+    (`result.halted`). With `preview_limit`, every field error of the first records is
+    collected instead, and nothing fails.
+    """
+    result = RunResult()
+    out = result.records
+    codec = source.codec
+    view = codec.expression_view if type(codec).expression_view is not Codec.expression_view else None
+    meta = message_meta or {}
+    try:
+        for document in source.read(data):
+            for record, parent in mapping.records_of(document):
+                if preview_limit is not None and result.records_in >= preview_limit:
+                    return _finish(result, mapping, codec, source)
+                index = result.records_in
+                result.records_in += 1
+                scope = Scope(document, meta, parent, view)
+                try:
+                    if not mapping.keep(record, scope):
+                        result.filtered += 1
+                        continue
+                    if preview_limit is None:
+                        out.append(mapping.apply(record, scope))
+                        continue
+                    mapped, errors = mapping.apply_collecting(record, scope)
+                except FieldError as exc:
+                    mapped, errors = None, [exc]
+                if preview_limit is not None:
+                    result.inputs.append(record if view is None else view(record))
+                    if not errors:
+                        out.append(mapped)
+                        continue
+                    result.errors.extend({"field": e.field, "record": index, "reason": e.reason} for e in errors)
+                    result.rejected.append({"index": index, "reason": str(errors[0])})
+                    continue
+                exc = errors[0]
+                if on_error == Flow.OnError.HALT:
+                    result.halted = f"halted at record {index + 1}: {exc}"
+                    return _finish(result, mapping, codec, source)
+                if on_error == Flow.OnError.REJECT_PAYLOAD:
+                    raise RunFailure(f"record {index + 1}: {exc}; the whole payload was rejected", bad_data=True)
+                result.rejected.append({"index": index, "reason": str(exc)})
+    except CodecError as exc:
+        raise RunFailure(f"cannot read the payload as {source.kind}: {exc}", bad_data=True) from None
+    return _finish(result, mapping, codec, source)
+
+
+def _finish(result: RunResult, mapping: CompiledMapping, codec, source) -> RunResult:
+    result.records_out = len(result.records)
+    result.single = mapping.records is None and codec.single_document(source.options or {})
+    targets = mapping.targets
+    if mapping.passthrough:  # unmapped fields join the columns in the order they first appear
+        seen = set(targets)
+        for record in result.records:
+            for key in record:
+                if key not in seen:
+                    seen.add(key)
+                    targets.append(key)
+    result.targets = targets
+    return result
+
+
+def execute(flow: Flow, data: bytes, message_id: str = "", run_id: int | None = None,
+            message_meta: dict | None = None) -> RunResult:
     """Run `flow` on `data`: map, write in the destination format, deliver to its connection."""
-    result = map_payload(flow, data)
+    result = map_payload(flow, data, message_meta)
     destination = flow.destination_format or flow.source_format
     options = destination.options or {}
     try:
@@ -108,6 +163,7 @@ def execute(flow: Flow, data: bytes, message_id: str = "", run_id: int | None = 
     result.content_type = destination.codec.content_type
     result.log.append(
         f"read {result.records_in} records, wrote {len(result.records)}, rejected {len(result.rejected)}"
+        + (f", filtered out {result.filtered}" if result.filtered else "")
     )
     for rejected in result.rejected:
         result.log.append(f"rejected record {rejected['index'] + 1}: {rejected['reason']}")
@@ -128,4 +184,7 @@ def execute(flow: Flow, data: bytes, message_id: str = "", run_id: int | None = 
         except TransportError as exc:
             raise RunFailure(f"delivery to {connection.name!r} failed: {exc.reason}", bad_data=False, retryable=exc.retryable) from None
         result.log.append(where)
+    if result.halted:
+        result.log.append(result.halted)
+        raise RunFailure(f"{result.halted} (the {len(result.records)} records before it were delivered)", bad_data=True)
     return result

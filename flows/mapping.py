@@ -14,6 +14,8 @@ from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from .expressions import Expression, ExpressionError, Scope, compile_expression
+
 TYPES = ("string", "integer", "decimal", "boolean", "date", "datetime")
 _SEGMENT = re.compile(r"^(?P<name>[^\[\]]*)(?P<indexes>(\[(\d+|\*)\])*)$")
 _INDEX = re.compile(r"\[(\d+|\*)\]")
@@ -50,10 +52,21 @@ class Path:
     text: str
     from_root: bool
     steps: tuple[Step, ...]
+    from_parent: bool = False
 
-    def read(self, record: Any, root: Any) -> Any:
+    def read(self, record: Any, root: Any, parent: Any = None) -> Any:
         """The value at this path, a list where `[*]` fans out, or _MISSING."""
-        values = [root if self.from_root else record]
+        values, fanned = self.read_all(record, root, parent)
+        if fanned:
+            return values
+        return values[0] if values else _MISSING
+
+    def read_all(self, record: Any, root: Any, parent: Any = None) -> tuple[list, bool]:
+        """Every value this path reaches, and whether a `[*]` fanned out."""
+        base = root if self.from_root else parent if self.from_parent else record
+        if base is None and self.from_parent:
+            return [], False
+        values = [base]
         fanned = False
         for step in self.steps:
             values = [v for v in (_child(value, step.name) for value in values) if v is not _MISSING]
@@ -68,9 +81,7 @@ class Path:
                     elif index < len(value):
                         nxt.append(value[index])
                 values = nxt
-        if fanned:
-            return values
-        return values[0] if values else _MISSING
+        return values, fanned
 
 
 def _child(value: Any, name: str) -> Any:
@@ -93,11 +104,15 @@ def parse_path(text: str, field: str = "") -> Path:
     if not isinstance(text, str) or not text.strip():
         raise MappingError(field, "a path must be a non-empty string")
     text = text.strip()
-    from_root = False
+    from_root = from_parent = False
     body = text
     if body == "$":
         return Path(text, True, ())
-    if body.startswith("$."):
+    if body == "$parent":
+        return Path(text, False, (), True)
+    if body.startswith("$parent."):
+        from_parent, body = True, body[len("$parent."):]
+    elif body.startswith("$."):
         from_root, body = True, body[2:]
     steps = []
     for part in _split_dots(body):
@@ -106,7 +121,7 @@ def parse_path(text: str, field: str = "") -> Path:
             raise MappingError(field, f"path {text!r} has an empty or malformed step {part!r}")
         indexes = tuple("*" if i == "*" else int(i) for i in _INDEX.findall(m.group("indexes")))
         steps.append(Step(m.group("name"), indexes))
-    return Path(text, from_root, tuple(steps))
+    return Path(text, from_root, tuple(steps), from_parent)
 
 
 def _split_dots(body: str) -> list[str]:
@@ -222,14 +237,14 @@ CONVERTERS: dict[str, Callable[[Any, str | None], Any]] = {
 @dataclass(frozen=True)
 class CompiledField:
     target: str
-    produce: Callable[[Any, Any], Any]
+    produce: Callable[[Any, Scope], Any]
     type: str | None
     format: str | None
     default: Any
     required: bool
 
-    def value(self, record: Any, root: Any) -> Any:
-        value = self.produce(record, root)
+    def value(self, record: Any, scope: Scope) -> Any:
+        value = self.produce(record, scope)
         if _is_empty(value) and self.default is not None:
             value = self.default
         if _is_empty(value):
@@ -251,48 +266,101 @@ class CompiledField:
 class CompiledMapping:
     records: Path | None
     fields: tuple[CompiledField, ...]
+    filter: Expression | None = None
+    passthrough: bool = False
 
     @property
     def targets(self) -> list[str]:
         return [f.target for f in self.fields]
 
-    def records_of(self, document: Any) -> Iterator[Any]:
-        """The records a document holds: itself, or each element at `records`."""
+    def records_of(self, document: Any) -> Iterator[tuple[Any, Any]]:
+        """(record, parent) for each record a document holds: itself, or each element at
+        `records`, with the element that holds it (what `$parent` reads)."""
         if self.records is None or (self.records.from_root and not self.records.steps):
-            yield document
+            yield document, None
             return
-        found = self.records.read(document, document)
-        if found is _MISSING or found is None:
-            return
-        for record in found if isinstance(found, list) else [found]:
-            # HL7 v2 records keep their segment name ({"OBX": {...}}), so `OBX.5.1` reads the current one.
-            as_record = getattr(record, "as_record", None)
-            yield record if as_record is None else as_record()
+        *leading, last = self.records.steps
+        if leading:
+            parents, _ = Path("", self.records.from_root, tuple(leading)).read_all(document, document)
+        else:
+            parents = [document]
+        tail = Path("", False, (last,))
+        for parent in parents:
+            for found in tail.read_all(parent, document)[0]:
+                if found is None:
+                    continue
+                for record in found if isinstance(found, list) and not tail.steps[0].indexes else [found]:
+                    # HL7 v2 records keep their segment name ({"OBX": {...}}), so `OBX.5.1` reads the current one.
+                    as_record = getattr(record, "as_record", None)
+                    yield (record if as_record is None else as_record()), parent
 
-    def apply(self, record: Any, root: Any) -> dict:
+    def keep(self, record: Any, scope: Scope) -> bool:
+        """The filter's verdict on a record (kept when truthy); FieldError("filter") if it fails."""
+        if self.filter is None:
+            return True
+        try:
+            return bool(self.filter.evaluate(record, scope))
+        except ExpressionError as exc:
+            raise FieldError("filter", f"the filter expression failed: {exc.reason}") from None
+
+    def apply(self, record: Any, scope: Scope) -> dict:
         """Map one record; raises FieldError naming the first field that fails."""
-        return {f.target: f.value(record, root) for f in self.fields}
+        out = {f.target: f.value(record, scope) for f in self.fields}
+        return self._with_unmapped(record, out) if self.passthrough else out
+
+    def apply_collecting(self, record: Any, scope: Scope) -> tuple[dict, list[FieldError]]:
+        """Map one record, going on past failing fields; returns the output and every error."""
+        out, errors = {}, []
+        for f in self.fields:
+            try:
+                out[f.target] = f.value(record, scope)
+            except FieldError as exc:
+                out[f.target] = None
+                errors.append(exc)
+        return (self._with_unmapped(record, out) if self.passthrough else out), errors
+
+    @staticmethod
+    def _with_unmapped(record: Any, out: dict) -> dict:
+        if isinstance(record, dict):
+            for key, value in record.items():
+                if key not in out:
+                    out[key] = value
+        return out
 
 
-def compile_mapping(mapping: dict) -> CompiledMapping:
+def compile_mapping(mapping: dict, lookups: dict | None = None) -> CompiledMapping:
+    """Check and compile a mapping document; `lookups` are the tables `$lookup` reads."""
     if mapping in (None, {}):
         raise MappingError("fields", "the mapping has no fields")
     if not isinstance(mapping, dict):
         raise MappingError("mapping", "must be an object with 'fields'")
+    if lookups is not None and (not isinstance(lookups, dict)
+                                or not all(isinstance(t, dict) for t in lookups.values())):
+        raise MappingError("lookups", "must be an object of tables, each an object of key: value")
     records = mapping.get("records")
     records_path = None if records in (None, "", "$") else parse_path(records, "records")
-    if mapping.get("filter"):
-        raise MappingError("filter", "filter expressions are not supported yet")
+    if records_path is not None and records_path.from_parent:
+        raise MappingError("records", "the records path cannot start at $parent")
+    filter_ = None
+    if mapping.get("filter") not in (None, ""):
+        filter_ = _expression(mapping["filter"], "filter", lookups)
     fields = mapping.get("fields")
     if not isinstance(fields, list) or not fields:
         raise MappingError("fields", "must be a non-empty list")
     compiled, seen = [], set()
     for number, spec in enumerate(fields, start=1):
-        compiled.append(_compile_field(spec, number, seen))
-    return CompiledMapping(records_path, tuple(compiled))
+        compiled.append(_compile_field(spec, number, seen, lookups))
+    return CompiledMapping(records_path, tuple(compiled), filter_, bool(mapping.get("passthrough")))
 
 
-def _compile_field(spec: Any, number: int, seen: set) -> CompiledField:
+def _expression(text: Any, field: str, lookups: dict | None) -> Expression:
+    try:
+        return compile_expression(text, lookups)
+    except ExpressionError as exc:
+        raise MappingError(field, exc.reason) from None
+
+
+def _compile_field(spec: Any, number: int, seen: set, lookups: dict | None) -> CompiledField:
     if not isinstance(spec, dict):
         raise MappingError(f"fields[{number - 1}]", "must be an object")
     target = spec.get("target")
@@ -307,12 +375,12 @@ def _compile_field(spec: Any, number: int, seen: set) -> CompiledField:
     kind = kinds[0]
     if kind == "source":
         path = parse_path(spec["source"], target)
-        produce = path.read
+        produce = lambda record, scope: path.read(record, scope.payload, scope.parent)  # noqa: E731
     elif kind == "value":
         constant = spec["value"]
-        produce = lambda record, root: constant  # noqa: E731
+        produce = lambda record, scope: constant  # noqa: E731
     else:
-        raise MappingError(target, "expressions ('expr') are not supported yet")
+        produce = _expression_producer(_expression(spec["expr"], target, lookups), target)
     type_ = spec.get("type")
     if type_ is not None and type_ not in TYPES:
         raise MappingError(target, f"unknown type {type_!r}; use one of {', '.join(TYPES)}")
@@ -320,3 +388,13 @@ def _compile_field(spec: Any, number: int, seen: set) -> CompiledField:
     if fmt is not None and not isinstance(fmt, str):
         raise MappingError(target, "'format' must be a string")
     return CompiledField(target, produce, type_, fmt, spec.get("default"), bool(spec.get("required")))
+
+
+def _expression_producer(expression: Expression, target: str) -> Callable[[Any, Scope], Any]:
+    def produce(record: Any, scope: Scope) -> Any:
+        try:
+            return expression.evaluate(record, scope)
+        except ExpressionError as exc:
+            raise FieldError(target, f"the expression failed: {exc.reason}") from None
+
+    return produce

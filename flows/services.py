@@ -60,11 +60,20 @@ def finish_run(run: FlowRun, result: RunResult | None, failure: RunFailure | Non
     run.save()
 
 
+def message_metadata(message: Message) -> dict:
+    """What mapping expressions see as `$message`."""
+    return {
+        "id": str(message.pk), "received_at": message.received_at.isoformat() if message.received_at else None,
+        "listener": message.listener_id, "headers": message.headers or {},
+    }
+
+
 def _execute_run(flow: Flow, message: Message) -> tuple[FlowRun, RunResult | None, RunFailure | None]:
     """Start a run row and execute the flow on the message's body; the caller records the end."""
     run = start_run(flow, message)
     try:
-        return run, execute(flow, message.read_body(), message_id=str(message.pk), run_id=run.pk), None
+        return run, execute(flow, message.read_body(), message_id=str(message.pk), run_id=run.pk,
+                            message_meta=message_metadata(message)), None
     except RunFailure as exc:
         return run, None, exc
     except Exception as exc:  # a bug in the engine must still end the run, not leave it running

@@ -65,6 +65,12 @@ class FlowSerializer(serializers.ModelSerializer):
 
     def validate(self, attrs):
         attrs = super().validate(attrs)
+        if "lookups" in attrs:
+            mapping = attrs.get("mapping", getattr(self.instance, "mapping", None)) or {"fields": [{"target": "x", "value": 1}]}
+            try:
+                compile_mapping(mapping, attrs["lookups"] or {})
+            except MappingError as exc:
+                raise serializers.ValidationError({exc.field: [exc.reason]}) from None
         destination = attrs.pop("destination", None)
         if destination is not None:
             attrs["destination_connection"] = destination.get("connection")
@@ -79,3 +85,35 @@ class FlowRunSerializer(serializers.ModelSerializer):
         fields = ["id", "flow", "message", "trigger", "attempt", "status", "started_at", "finished_at", "records_in",
                   "records_out", "records_rejected", "bytes_read", "log", "error"]
         read_only_fields = fields
+
+
+class PreviewSerializer(serializers.Serializer):
+    """What a preview is asked for: a message or a sample, and optionally an unsaved mapping."""
+
+    message = serializers.UUIDField(required=False, allow_null=True)
+    sample = serializers.CharField(required=False, allow_null=True, trim_whitespace=False, max_length=5 * 1024 * 1024)
+    mapping = serializers.JSONField(required=False)
+    lookups = serializers.JSONField(required=False)
+    on_error = serializers.ChoiceField(choices=Flow.OnError.choices, required=False)
+    limit = serializers.IntegerField(required=False, min_value=1, max_value=500, default=20)
+
+    def validate_message(self, value):
+        if value is None:
+            return None
+        from config.api import visible_to
+        from listeners.models import Message
+
+        message = visible_to(self.context["request"].user, Message.objects.all()).filter(pk=value).first()
+        if message is None:
+            raise serializers.ValidationError("no such message")
+        return message
+
+    def validate(self, attrs):
+        if attrs.get("message") is not None and attrs.get("sample") is not None:
+            raise serializers.ValidationError("give a message or a sample, not both")
+        return attrs
+
+
+class UnsavedPreviewSerializer(PreviewSerializer):
+    source_format = OwnedPrimaryKeyField(queryset=Format.objects.all())
+    mapping = serializers.JSONField()

@@ -43,6 +43,11 @@ class Codec:
         """True when a payload is one document (JSON), False when it is a series of rows."""
         return False
 
+    def expression_view(self, value: Any) -> Any:
+        """A record as mapping expressions see it: plain JSON values (codecs with richer
+        value types override this)."""
+        return value
+
     def validate(self, data: bytes, options: dict) -> None:
         """Raise CodecError if the payload cannot be read."""
         for _ in self.read(data, options):

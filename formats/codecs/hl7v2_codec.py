@@ -307,6 +307,19 @@ def write_message(record: dict, where: str = "record 1") -> str:
     return "\r".join(lines) + "\r"
 
 
+def plain(value: Any) -> Any:
+    """HL7 values as plain JSON for expressions: a single repetition is the value itself."""
+    if isinstance(value, Repeats):
+        return plain(value[0]) if len(value) == 1 else [plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [plain(v) for v in value]
+    if isinstance(value, str):
+        return str(value)
+    return value
+
+
 @register_codec
 class Hl7v2Codec(Codec):
     kind = "hl7v2"
@@ -319,6 +332,9 @@ class Hl7v2Codec(Codec):
         },
         "additionalProperties": True,
     }
+
+    def expression_view(self, value):
+        return plain(value)
 
     def single_document(self, options):
         return True

@@ -5,6 +5,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from flows.expressions import Scope
 from flows.mapping import FieldError, MappingError, compile_mapping
 
 PATIENT = {
@@ -19,7 +20,7 @@ PATIENT = {
 
 def apply(fields, record=PATIENT, root=None, **mapping):
     compiled = compile_mapping({"fields": fields, **mapping})
-    return compiled.apply(record, record if root is None else root)
+    return compiled.apply(record, Scope(payload=record if root is None else root))
 
 
 @pytest.mark.parametrize("path, expected", [
@@ -116,7 +117,7 @@ def test_records_path_yields_one_record_per_element():
     compiled = compile_mapping({"records": "lines[*]", "fields": [{"target": "sku", "source": "sku"},
                                                                   {"target": "order", "source": "$.order"}]})
     document = {"order": "O-1", "lines": [{"sku": "A"}, {"sku": "B"}]}
-    assert [compiled.apply(r, document) for r in compiled.records_of(document)] == [
+    assert [compiled.apply(r, Scope(payload=document, parent=p)) for r, p in compiled.records_of(document)] == [
         {"sku": "A", "order": "O-1"}, {"sku": "B", "order": "O-1"}]
 
 
@@ -136,7 +137,7 @@ def test_applying_a_mapping_is_total_and_deterministic(tree, path, type_):
     outcomes = []
     for _ in range(2):
         try:
-            outcomes.append(("ok", compiled.apply(tree, tree)))
+            outcomes.append(("ok", compiled.apply(tree, Scope(payload=tree))))
         except FieldError as error:  # the only failure a mapping may report
             outcomes.append(("error", error.field, error.reason))
     assert outcomes[0] == outcomes[1]

@@ -5,6 +5,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from flows.expressions import Scope
 from flows.mapping import compile_mapping
 from formats.codecs import CodecError, codecs
 from formats.codecs.hl7v2_codec import build_ack, mllp_frame
@@ -20,7 +21,7 @@ def message(name: str) -> dict:
 
 def mapped(document: dict, fields: dict, records: str | None = None) -> list[dict]:
     mapping = compile_mapping({"records": records, "fields": [{"target": t, "source": s} for t, s in fields.items()]})
-    return [mapping.apply(record, document) for record in mapping.records_of(document)]
+    return [mapping.apply(record, Scope(payload=document, parent=parent)) for record, parent in mapping.records_of(document)]
 
 
 @pytest.mark.parametrize("path, expected", [

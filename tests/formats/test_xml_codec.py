@@ -3,6 +3,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from flows.expressions import Scope
 from formats.codecs import CodecError, codecs
 from formats.codecs.xml_codec import hardened_parser, read_elements
 
@@ -20,7 +21,7 @@ def test_one_or_many_repeated_elements_read_alike_through_an_index():
     for body, skus in [(b"<o><line><sku>A</sku></line></o>", ["A"]),
                        (b"<o><line><sku>A</sku></line><line><sku>B</sku></line></o>", ["A", "B"])]:
         (document,) = read(body)
-        assert [mapping.apply(r, document)["sku"] for r in mapping.records_of(document)] == skus
+        assert [mapping.apply(r, Scope(payload=document, parent=p))["sku"] for r, p in mapping.records_of(document)] == skus
 
 
 def test_undeclared_namespaces_read_as_local_names_and_declared_ones_with_their_prefix():
