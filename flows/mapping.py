@@ -84,6 +84,37 @@ class Path:
         return values, fanned
 
 
+    def reader(self) -> Callable[[Any, Scope], Any]:
+        """`read(record, scope)` as a closure, specialised when no step fans out (the common
+        case: a mapping reads millions of records, and the general walk builds lists per step)."""
+        if any(index == "*" for step in self.steps for index in step.indexes):
+            return lambda record, scope: self.read(record, scope.payload, scope.parent)
+        steps = tuple((step.name, step.indexes) for step in self.steps)
+        from_root, from_parent = self.from_root, self.from_parent
+
+        def read(record: Any, scope: Scope) -> Any:
+            value = scope.payload if from_root else scope.parent if from_parent else record
+            if value is None and from_parent:
+                return _MISSING
+            for name, indexes in steps:
+                if type(value) is dict and name:
+                    value = value.get(name, _MISSING)
+                else:
+                    value = _child(value, name)
+                if value is _MISSING:
+                    return _MISSING
+                for index in indexes:
+                    if isinstance(value, list):
+                        if index >= len(value):
+                            return _MISSING
+                        value = value[index]
+                    elif index != 0:
+                        return _MISSING  # a single element reads like a list of one
+            return value
+
+        return read
+
+
 def _child(value: Any, name: str) -> Any:
     if name == "":
         return value
@@ -243,23 +274,36 @@ class CompiledField:
     default: Any
     required: bool
 
-    def value(self, record: Any, scope: Scope) -> Any:
-        value = self.produce(record, scope)
-        if _is_empty(value) and self.default is not None:
-            value = self.default
-        if _is_empty(value):
-            if self.required:
-                raise FieldError(self.target, "is required but missing or empty")
-            return None
-        if self.type:
-            convert = CONVERTERS[self.type]
-            try:
-                if isinstance(value, list):
-                    return [convert(v, self.format) for v in value]
-                return convert(value, self.format)
-            except (ValueError, ArithmeticError) as exc:
-                raise FieldError(self.target, f"{exc} (type {self.type})") from None
-        return value
+    def __post_init__(self):
+        object.__setattr__(self, "value", _field_function(self))
+
+
+def _field_function(field: CompiledField) -> Callable[[Any, Scope], Any]:
+    """The field's `value(record, scope)`: produce, default, required check and type, as one
+    closure (called once per field per record, so attribute lookups are taken out of it)."""
+    produce, default, required, target, type_, fmt = (
+        field.produce, field.default, field.required, field.target, field.type, field.format)
+    convert = CONVERTERS[type_] if type_ else None
+
+    def value(record: Any, scope: Scope) -> Any:
+        value = produce(record, scope)
+        if value is None or value is _MISSING or value == "" or value == []:
+            if default is not None:
+                value = default
+            if value is None or value is _MISSING or value == "" or value == []:
+                if required:
+                    raise FieldError(target, "is required but missing or empty")
+                return None
+        if convert is None:
+            return value
+        try:
+            if isinstance(value, list):
+                return [convert(v, fmt) for v in value]
+            return convert(value, fmt)
+        except (ValueError, ArithmeticError) as exc:
+            raise FieldError(target, f"{exc} (type {type_})") from None
+
+    return value
 
 
 @dataclass(frozen=True)
@@ -268,6 +312,9 @@ class CompiledMapping:
     fields: tuple[CompiledField, ...]
     filter: Expression | None = None
     passthrough: bool = False
+
+    def __post_init__(self):
+        object.__setattr__(self, "_functions", tuple((f.target, f.value) for f in self.fields))
 
     @property
     def targets(self) -> list[str]:
@@ -305,7 +352,7 @@ class CompiledMapping:
 
     def apply(self, record: Any, scope: Scope) -> dict:
         """Map one record; raises FieldError naming the first field that fails."""
-        out = {f.target: f.value(record, scope) for f in self.fields}
+        out = {target: value(record, scope) for target, value in self._functions}
         return self._with_unmapped(record, out) if self.passthrough else out
 
     def apply_collecting(self, record: Any, scope: Scope) -> tuple[dict, list[FieldError]]:
@@ -374,8 +421,7 @@ def _compile_field(spec: Any, number: int, seen: set, lookups: dict | None) -> C
         raise MappingError(target, "needs exactly one of 'source', 'value' or 'expr'")
     kind = kinds[0]
     if kind == "source":
-        path = parse_path(spec["source"], target)
-        produce = lambda record, scope: path.read(record, scope.payload, scope.parent)  # noqa: E731
+        produce = parse_path(spec["source"], target).reader()
     elif kind == "value":
         constant = spec["value"]
         produce = lambda record, scope: constant  # noqa: E731

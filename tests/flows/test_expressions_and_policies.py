@@ -170,3 +170,30 @@ def test_hl7_expressions_see_single_repetitions_as_values(user):
     records = orjson.loads(result.output)
     assert [r["value"] for r in records] == ["95", "0.84", "5.6"] and result.filtered == 1  # the ST comment
     assert records[0]["test"] == "Glucose (2345-7)" and records[0]["patient"] == "Okafor"
+
+
+NATIVE = ["a & b", "a & ' ' & c.d", "c.e[0] & '-' & c.d", "n > 3", "n <= 2.5", "n = 4", "n != 0", "c.n >= -1",
+          "a & c.e[1]"]
+leaf = st.none() | st.booleans() | st.integers(-5, 5) | st.floats(-5, 5, allow_nan=False) | st.text("ab ", max_size=3)
+values = st.recursive(leaf, lambda inner: st.lists(inner, max_size=3)
+                      | st.dictionaries(st.sampled_from(["a", "b", "c", "d", "e", "n"]), inner, max_size=4), max_leaves=10)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.sampled_from(["a", "b", "c", "d", "e", "n"]), values, max_size=6), st.sampled_from(NATIVE))
+def test_the_native_shortcut_answers_what_jsonata_answers(record, text):
+    import jsonata
+
+    from flows.expressions import _Fallback
+
+    expression = compile_expression(text)
+    assert expression._native is not None
+    try:
+        native = expression._native(record)
+    except _Fallback:
+        return
+    try:
+        reference = jsonata.Jsonata(text).evaluate(record)
+    except jsonata.JsonataError:
+        pytest.fail(f"native answered {native!r} where JSONata fails")
+    assert native == reference and type(native) is type(reference)

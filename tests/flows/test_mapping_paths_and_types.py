@@ -2,7 +2,7 @@
 from decimal import Decimal
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from flows.expressions import Scope
@@ -141,3 +141,16 @@ def test_applying_a_mapping_is_total_and_deterministic(tree, path, type_):
         except FieldError as error:  # the only failure a mapping may report
             outcomes.append(("error", error.field, error.reason))
     assert outcomes[0] == outcomes[1]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.recursive(st.none() | st.integers(0, 3) | st.text("ab", max_size=2),
+                    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.sampled_from("abc"), inner, max_size=3),
+                    max_leaves=10),
+       st.lists(st.tuples(st.sampled_from("abc"), st.sampled_from([None, 0, 1, 2])), min_size=1, max_size=3))
+def test_the_compiled_reader_reads_what_the_general_walk_reads(tree, steps):
+    from flows.mapping import parse_path
+
+    text = ".".join(name + (f"[{index}]" if index is not None else "") for name, index in steps)
+    path = parse_path(text)
+    assert path.reader()(tree, Scope(payload=tree)) == path.read(tree, tree)
