@@ -98,7 +98,7 @@ def map_records(mapping: CompiledMapping, source, data: bytes, on_error: str, me
     view = codec.expression_view if type(codec).expression_view is not Codec.expression_view else None
     meta = message_meta or {}
     try:
-        for document in source.read(data):
+        for document in source.read(data, meta.get("charset", "")):
             for record, parent in mapping.records_of(document):
                 if preview_limit is not None and result.records_in >= preview_limit:
                     return _finish(result, mapping, codec, source)

@@ -64,7 +64,7 @@ def message_metadata(message: Message) -> dict:
     """What mapping expressions see as `$message`."""
     return {
         "id": str(message.pk), "received_at": message.received_at.isoformat() if message.received_at else None,
-        "listener": message.listener_id, "headers": message.headers or {},
+        "listener": message.listener_id, "headers": message.headers or {}, "charset": message.charset or "",
     }
 
 

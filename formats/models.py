@@ -4,7 +4,8 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 
-from .codecs import Codec, codecs
+from .codecs import Codec, CodecError, codecs
+from .schemas import SchemaError, XsdChecker, compile_schema
 
 
 class Format(models.Model):
@@ -29,9 +30,42 @@ class Format(models.Model):
     def codec(self) -> Codec:
         return codecs.get(self.kind)
 
-    def read(self, data: bytes):
-        return self.codec.read(data, self.options or {})
+    def options_for(self, charset: str = "") -> dict:
+        """The options to read a payload with: the request's charset, when it gave one,
+        replaces the format's `encoding` (a byte-order mark still comes first)."""
+        options = self.options or {}
+        if charset and "encoding" in self.codec.options_schema.get("properties", {}):
+            options = {**options, "encoding": charset}
+        return options
 
-    def validate_payload(self, data: bytes) -> None:
-        """Raise CodecError if `data` cannot be read in this format."""
-        self.codec.validate(data, self.options or {})
+    def read(self, data: bytes, charset: str = ""):
+        return self.codec.read(data, self.options_for(charset))
+
+    def schema_checker(self):
+        """The compiled `schema` (None without one), kept on this instance."""
+        cached = getattr(self, "_schema_checker", None)
+        if cached is None or cached[0] != self.schema:
+            cached = (self.schema, compile_schema(self.codec.schema_language, self.schema))
+            self._schema_checker = cached
+        return cached[1]
+
+    def validate_payload(self, data: bytes, charset: str = "") -> None:
+        """Raise CodecError if `data` cannot be read in this format or breaks its schema."""
+        options = self.options_for(charset)
+        try:
+            checker = self.schema_checker()
+        except SchemaError as exc:
+            raise CodecError(f"the format's schema cannot be used: {exc.reason}") from None
+        if checker is None:
+            self.codec.validate(data, options)
+        elif isinstance(checker, XsdChecker):
+            self.codec.validate(data, options)
+            checker.check_bytes(data)
+        else:
+            for number, record in enumerate(self.codec.read(data, options), start=1):
+                try:
+                    checker.check(record)
+                except CodecError as exc:
+                    if number == 1 and self.codec.single_document(options):
+                        raise
+                    raise CodecError(exc.reason, f"record {number}, {exc.location}") from None

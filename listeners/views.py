@@ -133,11 +133,11 @@ def _check_request(request, listener: Listener) -> None:
             raise Rejected(415, f"content type {media or '(none)'!r} not accepted; send one of {', '.join(accepted)}")
 
 
-def _validate(listener: Listener, data: bytes) -> None:
+def _validate(listener: Listener, data: bytes, charset: str) -> None:
     if listener.format_id is None or listener.format is None:
         return
     try:
-        listener.format.validate_payload(data)
+        listener.format.validate_payload(data, charset)
     except CodecError as exc:
         raise Rejected(422, f"payload is not valid {listener.format.kind}: {exc}", data=data) from None
 
@@ -189,7 +189,7 @@ def _ingest(request, listener: Listener, message: Message) -> HttpResponse:
             data = decode_content_encoding(data, request.META.get("HTTP_CONTENT_ENCODING", ""), listener.max_body_bytes)
         except BodyError as exc:
             raise Rejected(exc.status, exc.reason) from None
-        _validate(listener, data)
+        _validate(listener, data, message.charset)
     except Rejected as rejected:
         record_rejection(listener, message, rejected.status, rejected.reason, rejected.data)
         return fault_response(rejected.status, rejected.reason, message.pk, listener, rejected.headers)

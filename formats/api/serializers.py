@@ -3,6 +3,7 @@ from rest_framework import serializers
 from config.api import KindOptionsSerializerMixin
 from formats.codecs import codecs
 from formats.models import Format
+from formats.schemas import SchemaError, compile_schema
 
 
 class FormatSerializer(KindOptionsSerializerMixin, serializers.ModelSerializer):
@@ -13,3 +14,13 @@ class FormatSerializer(KindOptionsSerializerMixin, serializers.ModelSerializer):
         model = Format
         fields = ["id", "name", "kind", "options", "schema", "sample", "created_at", "updated_at"]
         read_only_fields = ["created_at", "updated_at"]
+
+    def validate(self, attrs):
+        attrs = super().validate(attrs)  # the kind is known and valid from here
+        kind = attrs.get("kind", getattr(self.instance, "kind", None))
+        text = attrs.get("schema", getattr(self.instance, "schema", ""))
+        try:
+            compile_schema(codecs.get(kind).schema_language, text)
+        except SchemaError as exc:
+            raise serializers.ValidationError({"schema": [exc.reason]}) from None
+        return attrs

@@ -30,6 +30,8 @@ class Codec:
     options_schema: ClassVar[dict]
     # Option names whose values are secrets (none for codecs so far).
     secret_options: ClassVar[tuple[str, ...]] = ()
+    # What a format's `schema` text is written in: "json-schema" (checked on each record) or "xsd".
+    schema_language: ClassVar[str] = "json-schema"
 
     def read(self, data: bytes, options: dict) -> Iterator[Any]:
         """Yield one record tree per document in the payload (one for JSON, one per CSV row)."""
@@ -62,10 +64,17 @@ def register_codec(cls: type[Codec]) -> type[Codec]:
     return cls
 
 
+BOMS = ((b"\xef\xbb\xbf", "utf-8"), (b"\xff\xfe\x00\x00", "utf-32-le"), (b"\x00\x00\xfe\xff", "utf-32-be"),
+        (b"\xff\xfe", "utf-16-le"), (b"\xfe\xff", "utf-16-be"))
+
+
 def decode_text(data: bytes, encoding: str) -> str:
-    """Bytes to text in the declared encoding, with a readable error on bad bytes."""
-    if encoding.lower().replace("-", "") in {"utf8", "utf8sig"} and data.startswith(b"\xef\xbb\xbf"):
-        data = data[3:]
+    """Bytes to text: a byte-order mark decides first, then `encoding` (the request's
+    charset or the format's option). Bad bytes are an error naming their offset."""
+    for bom, bom_encoding in BOMS:
+        if data.startswith(bom):
+            data, encoding = data[len(bom):], bom_encoding
+            break
     try:
         return data.decode(encoding)
     except LookupError:

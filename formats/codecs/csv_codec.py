@@ -10,14 +10,26 @@ from .fields import field_paths
 csv.field_size_limit(16 * 1024 * 1024)
 
 
+DIALECTS = {"excel": (",", '"'), "excel-tab": ("\t", '"'), "semicolon": (";", '"')}
+# A cell a spreadsheet would run as a formula (OWASP "CSV injection").
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
 def _dialect(options: dict) -> dict:
-    delimiter = options.get("delimiter") or ","
-    quote = options.get("quote") or '"'
+    default_delimiter, default_quote = DIALECTS.get(options.get("dialect") or "excel", DIALECTS["excel"])
+    delimiter = options.get("delimiter") or default_delimiter
+    quote = options.get("quote") or default_quote
     if delimiter == "\\t":
         delimiter = "\t"
     if len(delimiter) != 1 or len(quote) != 1:
         raise CodecError("delimiter and quote must be one character each")
-    return {"delimiter": delimiter, "quotechar": quote}
+    dialect = {"delimiter": delimiter, "quotechar": quote}
+    escape = options.get("escape")
+    if escape:
+        if len(escape) != 1:
+            raise CodecError("escape must be one character")
+        dialect.update(escapechar=escape, doublequote=False)
+    return dialect
 
 
 @register_codec
@@ -32,6 +44,11 @@ class CsvCodec(Codec):
             "quote": {"type": "string", "minLength": 1, "maxLength": 1, "default": '"'},
             "header": {"type": "boolean", "default": True},
             "encoding": {"type": "string", "default": "utf-8"},
+            "dialect": {"enum": list(DIALECTS), "default": "excel", "title": "Spreadsheet dialect"},
+            "escape": {"type": "string", "maxLength": 1, "title": "Escape character (instead of doubled quotes)"},
+            "skip_rows": {"type": "integer", "minimum": 0, "default": 0, "title": "Lines to skip before the data"},
+            "neutralize_formulas": {"type": "boolean", "default": True,
+                                    "title": "On write, prefix cells starting with = + - @ with ' (no spreadsheet formulas)"},
         },
         "additionalProperties": True,
     }
@@ -40,9 +57,10 @@ class CsvCodec(Codec):
         text = decode_text(data, options.get("encoding") or "utf-8")
         reader = csv.reader(io.StringIO(text, newline=""), strict=True, **_dialect(options))
         header = None
+        skip = int(options.get("skip_rows") or 0)
         try:
             for row in reader:
-                if not row:
+                if reader.line_num <= skip or not row:
                     continue
                 if header is None and options.get("header", True):
                     header = [name.strip() for name in row]
@@ -67,12 +85,33 @@ class CsvCodec(Codec):
         writer = csv.writer(out, lineterminator="\r\n", **_dialect(options))
         if options.get("header", True):
             writer.writerow(fields)
+        neutralize = options.get("neutralize_formulas", True)
         for record in records:
-            writer.writerow(["" if record.get(f) is None else _cell(record.get(f)) for f in fields])
-        return out.getvalue().encode(options.get("encoding") or "utf-8")
+            writer.writerow(["" if record.get(f) is None else _cell(record.get(f), neutralize) for f in fields])
+        encoding = options.get("encoding") or "utf-8"
+        try:
+            return out.getvalue().encode(encoding)
+        except LookupError:
+            raise CodecError(f"unknown encoding {encoding!r}") from None
+        except UnicodeEncodeError as exc:
+            raise CodecError(f"{exc.object[exc.start:exc.end]!r} cannot be written in {encoding}",
+                             f"character {exc.start} of the output") from None
 
 
-def _cell(value) -> str:
+def _cell(value, neutralize: bool) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
-    return str(value)
+    if isinstance(value, (int, float)) or not neutralize:
+        return str(value)
+    text = str(value)
+    if text.startswith(FORMULA_STARTS) and not _is_number(text):
+        return "'" + text
+    return text
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True

@@ -174,6 +174,7 @@ def read_elements(data: bytes, options: dict) -> Any:
 
 @register_codec
 class XmlCodec(Codec):
+    schema_language = "xsd"
     kind = "xml"
     label = "XML"
     content_type = "application/xml"

@@ -8,6 +8,7 @@ import json
 import time
 
 import pytest
+from lxml import etree
 
 from flows.models import Flow
 from formats.models import Format
@@ -16,6 +17,13 @@ from tests.conftest import PASSWORD, token_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 KEY = "whsec_" + base64.b64encode(b"k" * 32).decode()
+
+
+INVOICE_XSD = """<xs:schema xmlns:xs="http://www.w3.org/2001/XMLSchema">
+  <xs:element name="invoice"><xs:complexType><xs:sequence>
+    <xs:element name="total" type="xs:decimal"/>
+  </xs:sequence></xs:complexType></xs:element>
+</xs:schema>"""
 
 
 @pytest.fixture
@@ -32,6 +40,13 @@ def listeners(user, json_format):
     Flow.objects.create(owner=user, name="sync", listener=sync, source_format=json_format,
                         mapping={"fields": [{"target": "n", "source": "n", "type": "integer", "required": True}]},
                         destination_format=json_format)
+    schema = json.dumps({"type": "object", "required": ["id"], "properties": {
+        "id": {"type": "integer"}, "code": {"type": "string", "pattern": "^(a|aa)+$"},
+        "lines": {"type": "array", "items": {"properties": {"qty": {"type": "integer", "minimum": 0}}}}}})
+    checked_format = Format.objects.create(owner=user, name="checked", kind="json", options={}, schema=schema)
+    Listener.objects.create(owner=user, name="checked", path="checked", auth="token", format=checked_format)
+    xsd = Format.objects.create(owner=user, name="invoice", kind="xml", options={}, schema=INVOICE_XSD)
+    Listener.objects.create(owner=user, name="invoice", path="invoice", auth="token", format=xsd)
     signed = Listener(owner=user, name="signed", path="signed", auth="hmac", signature={"scheme": "standard", "tolerance": 300})
     signed.secrets = {"signing_keys": [KEY]}
     signed.save()
@@ -57,7 +72,21 @@ CASES = [
     ("empty body", "strict", b"", "application/json", {}, "token", 422, "empty JSON"),
     ("whitespace body", "strict", b"  \r\n ", "application/json", {}, "token", 422, "empty JSON"),
     ("latin-1 bytes as utf-8", "strict", '{"id": "café"}'.encode("latin-1"), "application/json", {}, "token", 422, "not valid utf-8"),
-    ("utf-16 without declaring it", "strict", '{"id": 1}'.encode("utf-16"), "application/json", {}, "token", 422, "utf-8"),
+    ("utf-16 without a byte-order mark or charset", "strict", '{"id": 1}'.encode("utf-16-le"), "application/json", {}, "token",
+     422, "malformed JSON"),
+    ("a charset that lies about the bytes", "table", "a,b\nJosé,1\n".encode("cp1252"), "text/csv; charset=utf-8", {}, "token",
+     422, "byte 7, line 2"),
+    ("an unknown charset", "table", b"a,b\n1,2\n", "text/csv; charset=klingon-8", {}, "token", 422, "unknown encoding"),
+    ("schema: wrong type at a path", "checked", b'{"id": "x", "lines": [{"qty": 1}]}', "application/json", {}, "token", 422,
+     "$.id"),
+    ("schema: nested value out of range", "checked", b'{"id": 1, "lines": [{"qty": 1}, {"qty": -4}]}', "application/json", {},
+     "token", 422, "$.lines[1].qty"),
+    ("schema: catastrophic pattern is stopped", "checked", b'{"id": 1, "code": "' + b"a" * 40 + b'!"}', "application/json", {},
+     "token", 422, "code"),
+    ("xsd: element the schema does not allow", "invoice", b"<invoice><total>12.5</total><x/></invoice>", "application/xml", {},
+     "token", 422, "line 1"),
+    ("xsd: text where a decimal belongs", "invoice", b"<invoice>\n<total>twelve</total>\n</invoice>", "application/xml", {},
+     "token", 422, "line 2"),
     ("lone surrogate escape is fine but bytes are not", "strict", b'{"id": "\xed\xa0\x80"}', "application/json", {}, "token", 422,
      "not valid utf-8"),
     ("10,000 levels of nesting", "strict", nested(10_000), "application/json", {}, "token", 422, "malformed JSON"),
@@ -123,7 +152,11 @@ def test_bad_input(client, listeners, case, path, body, content_type, headers, a
         extra["CONTENT_TYPE"] = content_type
     response = client.generic("POST", f"/listen/{path}", body, **extra)
     assert response.status_code == status, response.content[:300]
-    fault = json.loads(response.content)
+    if response["Content-Type"].startswith("application/xml"):  # an XML listener answers faults in XML
+        root = etree.fromstring(response.content)
+        fault = {"error": root.findtext("reason"), "message_id": root.findtext("messageId")}
+    else:
+        fault = json.loads(response.content)
     assert reason in fault["error"], fault["error"]
     if status != 404:
         assert fault["message_id"] == response["X-Message-Id"]
@@ -153,3 +186,16 @@ def test_rejects_never_disturb_what_was_accepted(client, listeners):
     kept = Message.objects.get(pk=good.json()["message_id"])
     assert kept.status == "succeeded" and kept.read_body() == b'{"id": 1}'
     assert Message.objects.filter(status="rejected").count() == 3
+
+
+def test_a_declared_charset_or_a_byte_order_mark_decides_how_the_payload_reads(client, listeners):
+    auth = f"Bearer {token_for(listeners)}"
+    latin = client.generic("POST", "/listen/table", "a,b\nJosé,1\n".encode("cp1252"), CONTENT_TYPE="text/csv; charset=windows-1252",
+                           HTTP_AUTHORIZATION=auth)
+    assert latin.status_code == 202
+    message = Message.objects.get(pk=latin.json()["message_id"])
+    assert message.charset == "windows-1252" and message.status == "succeeded"
+    assert "José" in message.runs.get().log[0] or message.runs.get().records_out == 1
+    bom = client.generic("POST", "/listen/strict", '{"id": 1}'.encode("utf-16"), CONTENT_TYPE="application/json",
+                         HTTP_AUTHORIZATION=auth)
+    assert bom.status_code == 202
