@@ -72,8 +72,9 @@ def _execute_run(flow: Flow, message: Message) -> tuple[FlowRun, RunResult | Non
     """Start a run row and execute the flow on the message's body; the caller records the end."""
     run = start_run(flow, message)
     try:
-        return run, execute(flow, message.read_body(), message_id=str(message.pk), run_id=run.pk,
-                            message_meta=message_metadata(message)), None
+        with message.open_body() as body:  # a large body streams from its file
+            return run, execute(flow, body, message_id=str(message.pk), run_id=run.pk,
+                                message_meta=message_metadata(message)), None
     except RunFailure as exc:
         return run, None, exc
     except Exception as exc:  # a bug in the engine must still end the run, not leave it running

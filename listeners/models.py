@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import ipaddress
 import os
 import re
 import uuid
 from pathlib import Path
+from typing import BinaryIO
 
 from django.conf import settings
 from django.db import models
@@ -184,6 +186,12 @@ class Message(models.Model):
             os.fsync(f.fileno())
         self.body = self.body_text = None
         self.body_file = str(relative)
+
+    def open_body(self) -> BinaryIO:
+        """The payload as a binary stream: large bodies are read from their file as needed."""
+        if self.body_file:
+            return open(Path(settings.PUSHFLOW_BODY_DIR) / self.body_file, "rb")  # noqa: SIM115  the caller closes it
+        return io.BytesIO(self.read_body())
 
     def read_body(self) -> bytes:
         if self.body_file:

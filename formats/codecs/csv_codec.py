@@ -4,8 +4,9 @@ from __future__ import annotations
 import csv
 import io
 
-from . import Codec, CodecError, decode_text, register_codec
+from . import Codec, CodecError, register_codec
 from .fields import field_paths
+from .text import decode_error_location, text_stream
 
 csv.field_size_limit(16 * 1024 * 1024)
 
@@ -54,27 +55,36 @@ class CsvCodec(Codec):
     }
 
     def read(self, data, options):
-        text = decode_text(data, options.get("encoding") or "utf-8")
-        reader = csv.reader(io.StringIO(text, newline=""), strict=True, **_dialect(options))
-        header = None
+        encoding = options.get("encoding") or "utf-8"
+        text, encoding = text_stream(data, encoding)
+        reader = csv.reader(text, strict=True, **_dialect(options))
         skip = int(options.get("skip_rows") or 0)
         try:
-            for row in reader:
-                if reader.line_num <= skip or not row:
-                    continue
-                if header is None and options.get("header", True):
-                    header = [name.strip() for name in row]
-                    if len(set(header)) != len(header):
-                        raise CodecError("duplicate column names in the header", "line 1")
-                    continue
-                names = header or [f"col{i}" for i in range(1, len(row) + 1)]
-                if header and len(row) != len(header):
-                    raise CodecError(
-                        f"row has {len(row)} columns, the header has {len(header)}", f"line {reader.line_num}"
-                    )
-                yield dict(zip(names, row, strict=False))
+            rows = (row for row in reader if row and reader.line_num > skip) if skip else (row for row in reader if row)
+            header = None
+            if options.get("header", True):
+                header = next(rows, None)
+                if header is None:
+                    return
+                header = [name.strip() for name in header]
+                if len(set(header)) != len(header):
+                    raise CodecError("duplicate column names in the header", f"line {reader.line_num}")
+            if header is None:
+                for row in rows:
+                    yield {f"col{i}": value for i, value in enumerate(row, start=1)}
+                return
+            width = len(header)
+            for row in reader if not skip else rows:  # the tight loop: one dict per row
+                if len(row) != width:
+                    if not row:
+                        continue
+                    raise CodecError(f"row has {len(row)} columns, the header has {width}", f"line {reader.line_num}")
+                yield dict(zip(header, row))  # noqa: B905  the widths were just compared
         except csv.Error as exc:
             raise CodecError(f"malformed CSV: {exc}", f"line {reader.line_num}") from None
+        except UnicodeDecodeError:
+            text.detach()
+            raise decode_error_location(data, encoding) from None
 
     def infer_fields(self, data: bytes, options: dict) -> list[str]:
         """Field paths of a sample payload, for the mapping editor."""

@@ -28,6 +28,7 @@ from pydantic import ValidationError
 
 from . import Codec, CodecError, decode_text, register_codec
 from .fields import field_paths
+from .text import payload_bytes
 from .xml_codec import read_elements
 
 FHIR_NS = "http://hl7.org/fhir"
@@ -221,7 +222,7 @@ class FhirCodec(Codec):
     }
 
     def read(self, data, options):
-        yield from _resources(read_document(data, options))
+        yield from _resources(read_document(payload_bytes(data), options))
 
     def infer_fields(self, data: bytes, options: dict) -> list[str]:
         return field_paths(self.read(data, options))

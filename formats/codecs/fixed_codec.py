@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from . import Codec, CodecError, decode_text, register_codec
+from . import Codec, CodecError, register_codec
 from .fields import field_paths
+from .text import text_lines
 
 
 def _layout(options: dict) -> list[tuple[str, int, str]]:
@@ -70,10 +71,9 @@ class FixedCodec(Codec):
     def read(self, data, options):
         layout = _layout(options)
         total = sum(width for _, width, _ in layout)
-        text = decode_text(data, options.get("encoding") or "utf-8")
         # Lines end at \n or \r\n only: a form feed or U+2028 inside a field is data.
-        for number, line in enumerate(text.split("\n"), start=1):
-            line = line.removesuffix("\r")
+        for number, line in enumerate(text_lines(data, options.get("encoding") or "utf-8"), start=1):
+            line = line.removesuffix("\n").removesuffix("\r")
             if not line.strip():
                 continue
             if len(line) > total and line[total:].strip():

@@ -32,6 +32,7 @@ from typing import Any
 
 from . import Codec, CodecError, decode_text, register_codec
 from .fields import field_paths
+from .text import payload_bytes
 
 DEFAULT_ENCODING_CHARACTERS = "^~\\&"
 BATCH_SEGMENTS = {"FHS", "BHS", "BTS", "FTS"}
@@ -340,7 +341,7 @@ class Hl7v2Codec(Codec):
         return True
 
     def read(self, data, options):
-        return read_messages(data, options)
+        return read_messages(payload_bytes(data), options)
 
     def infer_fields(self, data: bytes, options: dict) -> list[str]:
         return field_paths(self.read(data, options))

@@ -7,6 +7,7 @@ import orjson
 
 from . import Codec, CodecError, decode_text, register_codec
 from .fields import field_paths
+from .text import payload_bytes, text_lines
 
 
 def _json_default(value):
@@ -45,16 +46,17 @@ class JsonCodec(Codec):
         return not options.get("lines")
 
     def read(self, data, options):
-        text = decode_text(data, options.get("encoding") or "utf-8")
+        encoding = options.get("encoding") or "utf-8"
         if not options.get("lines"):
+            text = decode_text(payload_bytes(data), encoding)
             if not text.strip():
                 raise CodecError("empty JSON payload", "line 1, column 1")
             yield _load(text)
             return
         # NDJSON lines end at "\n" only: str.splitlines() would also split inside
-        # strings at U+0085 or U+2028, which JSON allows unescaped.
-        for number, line in enumerate(text.split("\n"), start=1):
-            line = line.removesuffix("\r")
+        # strings at U+0085 or U+2028, which JSON allows unescaped. Read as a stream.
+        for number, line in enumerate(text_lines(data, encoding), start=1):
+            line = line.removesuffix("\n").removesuffix("\r")
             if line.strip():
                 yield _load(line, number - 1)
 

@@ -18,13 +18,13 @@ network), and huge_tree stays off.
 from __future__ import annotations
 
 from decimal import Decimal
-from io import BytesIO
 from typing import Any
 
 from lxml import etree
 
 from . import Codec, CodecError, register_codec
 from .fields import field_paths
+from .text import stream
 
 PARSER_SETTINGS = {
     "resolve_entities": False,
@@ -84,17 +84,29 @@ class Names:
 
 
 def element_tree(element: etree._Element, names: Names) -> Any:
-    """One element as a record tree (see the module docstring)."""
-    children = [child for child in element if isinstance(child.tag, str)]
-    text = _own_text(element)
-    if not children and not element.attrib:
-        return text
-    tree: dict[str, Any] = {}
-    for key, value in element.attrib.items():
-        tree["@" + names.name(key)] = value
-    for child in children:
-        name = names.name(child.tag)
-        value = element_tree(child, names)
+    """One element as a record tree (see the module docstring). Called once per element of
+    every record, so leaves (most elements) take a short path."""
+    attrib = element.attrib
+    if not len(element):
+        text = element.text or ""
+        if not attrib:
+            return text
+        tree = {"@" + names.name(key): value for key, value in attrib.items()}
+        if text.strip():
+            tree["#text"] = text
+        return tree
+    tree: dict[str, Any] = {"@" + names.name(key): value for key, value in attrib.items()} if attrib else {}
+    texts = [element.text or ""]
+    cached = names._cache
+    for child in element:
+        tail = child.tail
+        if tail:
+            texts.append(tail)
+        tag = child.tag
+        if not isinstance(tag, str):
+            continue
+        name = cached.get(tag) or names.name(tag)
+        value = (child.text or "") if not len(child) and not child.attrib else element_tree(child, names)
         # An element's value is never a list, so a list here always means a repeat.
         if name not in tree:
             tree[name] = value
@@ -102,17 +114,11 @@ def element_tree(element: etree._Element, names: Names) -> Any:
             tree[name].append(value)
         else:
             tree[name] = [tree[name], value]
-    if text.strip():
+    # Text beside child elements is usually indentation; keep it only when it says something.
+    text = "".join(texts).strip()
+    if text:
         tree["#text"] = text
     return tree
-
-
-def _own_text(element: etree._Element) -> str:
-    parts = [element.text or ""]
-    parts.extend(child.tail or "" for child in element)
-    text = "".join(parts)
-    # Text beside child elements is usually indentation; keep it only when it says something.
-    return text if not len(element) else text.strip()
 
 
 def syntax_error(exc: etree.XMLSyntaxError) -> CodecError:
@@ -130,44 +136,69 @@ def refuse_doctype(element: etree._Element) -> None:
         )
 
 
-def read_elements(data: bytes, options: dict) -> Any:
+def read_elements(data, options: dict) -> Any:
     """Yield (element, names) for the root, or for each `record` element, checking `root`."""
     names = Names(options.get("namespaces"))
-    root_name = options.get("root")
     record_name = options.get("record")
-    if not data.strip():
+    if isinstance(data, bytes) and not data.strip():
         raise CodecError("empty XML payload", "line 1, column 1")
-    context = etree.iterparse(BytesIO(data), events=("start", "end"), **PARSER_SETTINGS)
+    if record_name:
+        yield from _records(data, names, record_name, options.get("root"))
+        return
+    context = etree.iterparse(stream(data), events=("start", "end"), **PARSER_SETTINGS)
     depth = 0
-    inside_record = 0
     try:
         for event, element in context:
             if event == "start":
                 if depth == 0:
-                    refuse_doctype(element)
-                    if root_name and names.name(element.tag) != root_name:
-                        raise CodecError(
-                            f"the root element is {names.name(element.tag)!r}, expected {root_name!r}",
-                            f"line {element.sourceline}",
-                        )
+                    _check_root(element, names, options.get("root"))
                 depth += 1
-                if record_name and names.name(element.tag) == record_name:
-                    inside_record += 1
                 continue
             depth -= 1
-            if record_name:
-                if names.name(element.tag) != record_name:
-                    continue
-                inside_record -= 1
-                if inside_record:
-                    continue  # a record inside a record is part of the outer one
+            if depth == 0:
                 yield element, names
-                element.clear(keep_tail=True)
-                parent = element.getparent()
-                while parent is not None and element.getprevious() is not None:
-                    del parent[0]
-            elif depth == 0:
-                yield element, names
+    except etree.XMLSyntaxError as exc:
+        raise syntax_error(exc) from None
+
+
+def _inside_record(element: etree._Element, names: Names, record_name: str) -> bool:
+    parent = element.getparent()
+    while parent is not None:
+        if names.name(parent.tag) == record_name:
+            return True
+        parent = parent.getparent()
+    return False
+
+
+def _check_root(root: etree._Element, names: Names, root_name: str | None) -> None:
+    refuse_doctype(root)
+    if root_name and names.name(root.tag) != root_name:
+        raise CodecError(f"the root element is {names.name(root.tag)!r}, expected {root_name!r}", f"line {root.sourceline}")
+
+
+def _records(data, names: Names, record_name: str, root_name: str | None) -> Any:
+    """Each `record` element, streamed: lxml hands over only the end of record elements (a
+    tag filter), and each record is cleared, with its earlier siblings, once yielded."""
+    prefix, sep, local = record_name.rpartition(":")
+    tag = f"{{{names.uri_of[prefix]}}}{local}" if sep and prefix in names.uri_of else f"{{*}}{local}"
+    context = etree.iterparse(stream(data), events=("end",), tag=tag, **PARSER_SETTINGS)
+    checked = False
+    try:
+        for _, element in context:
+            if not checked:
+                _check_root(element.getroottree().getroot(), names, root_name)
+                checked = True
+            if names.name(element.tag) != record_name or _inside_record(element, names, record_name):
+                continue  # another namespace's element, or a record inside a record (part of the outer one)
+            yield element, names
+            element.clear(keep_tail=True)
+            parent = element.getparent()
+            while parent is not None and element.getprevious() is not None:
+                del parent[0]
+        if not checked:  # no record at all: the document must still be sound
+            root = context.root
+            if root is not None:
+                _check_root(root, names, root_name)
     except etree.XMLSyntaxError as exc:
         raise syntax_error(exc) from None
 

@@ -114,3 +114,23 @@ def test_csv_write_in_an_encoding_that_cannot_hold_a_character_is_a_codec_error(
     with pytest.raises(CodecError) as caught:
         codecs.get("csv").write([{"a": "日本"}], ["a"], {"encoding": "latin-1"}, False)
     assert "cannot be written in latin-1" in caught.value.reason
+
+
+@given(st.binary(max_size=300), st.sampled_from(["utf-8", "latin-1", "utf-16", "cp1252"]), st.integers(1, 7))
+def test_streamed_lines_decode_like_the_whole_payload(data, encoding, chunk):
+    from formats.codecs import CodecError, decode_text
+    from formats.codecs import text as text_module
+
+    old, text_module.CHUNK_BYTES = text_module.CHUNK_BYTES, chunk  # tiny chunks: characters split across reads
+    try:
+        try:
+            whole = decode_text(data, encoding)
+        except CodecError as exc:
+            with pytest.raises(CodecError) as streamed:
+                list(text_module.text_lines(data, encoding))
+            if encoding == "utf-8":  # offsets and lines are exact where lines are bytes apart
+                assert streamed.value.location == exc.location
+            return
+        assert "".join(text_module.text_lines(data, encoding)) == whole
+    finally:
+        text_module.CHUNK_BYTES = old

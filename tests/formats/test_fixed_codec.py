@@ -53,6 +53,6 @@ cells = st.text(st.characters(exclude_categories=("Cs", "Cc", "Zl", "Zp")), max_
 @given(st.lists(st.tuples(cells, cells, cells), max_size=6), st.sampled_from(["utf-8", "utf-16"]))
 def test_write_then_read_round_trips(rows, encoding):
     options = {**LAYOUT, "encoding": encoding}
-    records = [{"id": a[:4], "name": b, "amount": c} for a, b, c in rows]
+    records = [{"id": a[:4].strip(), "name": b, "amount": c} for a, b, c in rows]  # a cell is read back stripped
     expected = [r for r in records if any(r.values())]  # an all-blank line is skipped on reading
     assert list(fixed.read(fixed.write(records, [], options, single=False), options)) == expected
