@@ -6,7 +6,7 @@ import re
 import uuid
 
 from django.db import DatabaseError, IntegrityError, transaction
-from django.db.models import ProtectedError
+from django.db.models import ProtectedError, Q
 from rest_framework import permissions, serializers, status, viewsets
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -35,20 +35,35 @@ def exception_handler(exc, context):
     return response
 
 
-def visible_to(user, queryset, owner_field: str = "owner"):
-    """Objects `user` may see: their own, or everything for a superuser."""
+def visible_to(user, queryset, owner_field: str = "owner", team_fields: tuple[str, ...] | None = None):
+    """Objects `user` may see: their own, those shared with a team (Django group) they are
+    in, or everything for a superuser. `team_fields` name the teams relations to follow
+    (default: `teams` beside the owner field, e.g. `flow__teams` for `flow__owner`)."""
     if user.is_superuser:
         return queryset
-    return queryset.filter(**{owner_field: user})
+    visible = Q(**{owner_field: user})
+    if team_fields is None:
+        team_fields = getattr(queryset.model, "TEAM_FIELDS", None)
+    if team_fields is None:
+        team_fields = (owner_field[: -len("owner")] + "teams",) if owner_field.endswith("owner") else ()
+    groups = user.groups.values("pk")
+    for field in team_fields:
+        shared = queryset.model._default_manager.filter(**{f"{field}__in": groups}).values("pk")
+        visible |= Q(pk__in=shared)
+    return queryset.filter(visible)
 
 
 class IsOwnerOrAdmin(permissions.BasePermission):
-    """Object access for the owner and for superusers; querysets are already filtered."""
+    """Object access: the owner and superusers may do anything; a member of a team the object
+    is shared with may read it and use the view's `team_actions` (querysets are already
+    filtered to what the user may see)."""
 
     owner_field = "owner"
 
     def has_object_permission(self, request, view, obj):
         if request.user.is_superuser:
+            return True
+        if request.method in permissions.SAFE_METHODS or getattr(view, "action", None) in getattr(view, "team_actions", ()):
             return True
         owner = obj
         for part in getattr(view, "owner_field", self.owner_field).split("__"):
@@ -99,6 +114,24 @@ class OwnedPrimaryKeyField(serializers.PrimaryKeyRelatedField):
         if request is None:
             return queryset.none()
         return visible_to(request.user, queryset)
+
+
+class TeamsField(serializers.PrimaryKeyRelatedField):
+    """A team (Django group) an object is shared with: only teams the caller is in."""
+
+    def get_queryset(self):
+        request = self.context.get("request")
+        queryset = super().get_queryset()
+        if request is None:
+            return queryset.none()
+        return queryset if request.user.is_superuser else queryset.filter(user=request.user)
+
+
+def teams_field():
+    from django.contrib.auth.models import Group
+
+    return TeamsField(many=True, required=False, queryset=Group.objects.all(),
+                      help_text="Teams (groups) this is shared with: members may read and use it, only the owner may change it.")
 
 
 class KindOptionsSerializerMixin:

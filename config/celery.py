@@ -32,7 +32,9 @@ def _keep_database_connections(**kwargs) -> None:
 
 
 @signals.task_prerun.connect
-def _drop_old_connections(**kwargs) -> None:
+def _drop_old_connections(task=None, **kwargs) -> None:
+    if task is not None and getattr(task.request, "is_eager", False):
+        return  # run inline by the caller, inside its request or transaction: its connection is not ours
     from django.db import close_old_connections
 
     close_old_connections()

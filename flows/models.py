@@ -21,6 +21,8 @@ class Flow(models.Model):
         HALT = "halt", "Halt the run"
 
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="flows")
+    # Teams (Django groups) it is shared with: members may read and use it; the owner changes it.
+    teams = models.ManyToManyField("auth.Group", blank=True, related_name="+")
     name = models.CharField(max_length=200)
     # One listener per flow, enforced by the database's unique constraint.
     listener = models.OneToOneField(

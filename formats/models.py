@@ -12,6 +12,8 @@ class Format(models.Model):
     """How payloads of one shape are read and written."""
 
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="formats")
+    # Teams (Django groups) it is shared with: members may read and use it; the owner changes it.
+    teams = models.ManyToManyField("auth.Group", blank=True, related_name="+")
     name = models.CharField(max_length=200)
     kind = models.CharField(max_length=20)
     options = models.JSONField(default=dict, blank=True)

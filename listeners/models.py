@@ -39,6 +39,8 @@ class Listener(models.Model):
         HMAC = "hmac", "HMAC signature"
 
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="listeners")
+    # Teams (Django groups) it is shared with: members may read and use it; the owner changes it.
+    teams = models.ManyToManyField("auth.Group", blank=True, related_name="+")
     name = models.CharField(max_length=200)
     path = models.CharField(max_length=200, unique=True)
     mode = models.CharField(max_length=10, choices=Mode.choices, default=Mode.ASYNC)
@@ -55,6 +57,10 @@ class Listener(models.Model):
     max_body_bytes = models.PositiveBigIntegerField(default=10 * 1024 * 1024)
     content_types = models.JSONField(default=list, blank=True, help_text="Accepted media types; empty: any.")
     ip_allowlist = models.JSONField(default=list, blank=True, help_text="Addresses or CIDR ranges allowed to push; empty: any.")
+    cors_origins = models.JSONField(
+        default=list, blank=True,
+        help_text="Web origins (https://app.example.com) whose pages may push from a browser; '*' for any; empty: none.",
+    )
     rate_limit = models.FloatField(default=0, help_text="Requests per second per web process; 0: no limit.")
     max_concurrent = models.PositiveIntegerField(default=0, help_text="Requests at once per web process; 0: no cap.")
     timeout_seconds = models.FloatField(default=30.0, help_text="Sync mode: answer 504 past this.")
@@ -89,16 +95,25 @@ class Listener(models.Model):
             return False
         return any(ip in ipaddress.ip_network(block, strict=False) for block in self.ip_allowlist)
 
+    def cors_allows(self, origin: str) -> bool:
+        """Whether a browser page from `origin` may call this listener."""
+        return bool(origin) and ("*" in self.cors_origins or origin.rstrip("/").lower() in self.cors_origins)
+
     def user_may_push(self, user) -> bool:
         if user is None or not user.is_active:
             return False
         if user.is_superuser or user.pk == self.owner_id:
             return True
-        return self.allowed_users.filter(pk=user.pk).exists()
+        if self.allowed_users.filter(pk=user.pk).exists():
+            return True
+        return self.teams.filter(pk__in=user.groups.values("pk")).exists()
 
 
 class Message(models.Model):
     """One request that reached a listener: kept whole, run, and auditable afterwards."""
+
+    # Shared with the teams of its listener and of its flow (see config.api.visible_to).
+    TEAM_FIELDS = ("listener__teams", "flow__teams")
 
     class Status(models.TextChoices):
         RECEIVED = "received"

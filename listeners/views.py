@@ -160,6 +160,35 @@ def ingest(request, path: str):
         return fault_response(503, "the message store is unavailable; retry later", headers={"Retry-After": "5"})
     if listener is None:
         return fault_response(404, f"no enabled listener at /listen/{path}")
+    origin = request.META.get("HTTP_ORIGIN", "")
+    if request.method == "OPTIONS" and origin and "HTTP_ACCESS_CONTROL_REQUEST_METHOD" in request.META:
+        return _preflight(request, listener, origin)
+    response = _ingest_checked(request, listener)
+    if origin and listener.cors_allows(origin):
+        response["Access-Control-Allow-Origin"] = origin
+        response["Access-Control-Expose-Headers"] = "X-Message-Id, Retry-After, Idempotent-Replayed"
+        response["Vary"] = "Origin"
+    return response
+
+
+CORS_HEADERS = "Authorization, Content-Type, Content-Encoding, Idempotency-Key, X-API-Key, webhook-id, webhook-timestamp, webhook-signature"
+
+
+def _preflight(request, listener: Listener, origin: str) -> HttpResponse:
+    """A browser asking whether a page from `origin` may push: yes only for the listener's origins."""
+    if not listener.cors_allows(origin):
+        return fault_response(403, f"origin {origin[:200]!r} may not call this listener from a browser")
+    response = HttpResponse(status=204)
+    response["Access-Control-Allow-Origin"] = origin
+    response["Access-Control-Allow-Methods"] = ", ".join(listener.allowed_methods)
+    headers = CORS_HEADERS + ("" if listener.api_key_header.lower() == "x-api-key" else f", {listener.api_key_header}")
+    response["Access-Control-Allow-Headers"] = headers
+    response["Access-Control-Max-Age"] = "600"
+    response["Vary"] = "Origin"
+    return response
+
+
+def _ingest_checked(request, listener: Listener) -> HttpResponse:
     message = _new_message(request, listener)
     try:
         take_token(listener.pk, listener.rate_limit)

@@ -1,11 +1,12 @@
 from rest_framework import serializers
 
-from config.api import KindOptionsSerializerMixin
+from config.api import KindOptionsSerializerMixin, teams_field
 from connections.models import Connection
 from connections.transports import transports
 
 
 class ConnectionSerializer(KindOptionsSerializerMixin, serializers.ModelSerializer):
+    teams = teams_field()
     registry = transports
     kind = serializers.CharField(max_length=20)
     secrets = serializers.DictField(child=serializers.CharField(allow_blank=True), write_only=True, required=False)
@@ -14,7 +15,7 @@ class ConnectionSerializer(KindOptionsSerializerMixin, serializers.ModelSerializ
 
     class Meta:
         model = Connection
-        fields = ["id", "name", "kind", "options", "secrets", "secret_names", "created_at", "updated_at"]
+        fields = ["id", "name", "teams", "kind", "options", "secrets", "secret_names", "created_at", "updated_at"]
         read_only_fields = ["created_at", "updated_at"]
 
     def _apply_secrets(self, instance, secrets):
@@ -24,15 +25,21 @@ class ConnectionSerializer(KindOptionsSerializerMixin, serializers.ModelSerializ
 
     def create(self, validated_data):
         secrets = validated_data.pop("secrets", None)
+        teams = validated_data.pop("teams", None)
         instance = Connection(**validated_data)
         self._apply_secrets(instance, secrets)
         instance.save()
+        if teams is not None:
+            instance.teams.set(teams)
         return instance
 
     def update(self, instance, validated_data):
         secrets = validated_data.pop("secrets", None)
+        teams = validated_data.pop("teams", None)
         for key, value in validated_data.items():
             setattr(instance, key, value)
         self._apply_secrets(instance, secrets)
         instance.save()
+        if teams is not None:
+            instance.teams.set(teams)
         return instance

@@ -1,6 +1,6 @@
 from rest_framework import serializers
 
-from config.api import OwnedPrimaryKeyField
+from config.api import OwnedPrimaryKeyField, teams_field
 from connections.models import Connection
 from flows.mapping import MappingError, compile_mapping
 from flows.models import Flow, FlowRun
@@ -25,6 +25,7 @@ class DestinationSerializer(serializers.Serializer):
 
 
 class FlowSerializer(serializers.ModelSerializer):
+    teams = teams_field()
     listener = OwnedPrimaryKeyField(queryset=Listener.objects.all(), allow_null=True, required=False)
     source_format = OwnedPrimaryKeyField(queryset=Format.objects.all())
     source_connection = OwnedPrimaryKeyField(queryset=Connection.objects.all(), allow_null=True, required=False)
@@ -32,7 +33,7 @@ class FlowSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Flow
-        fields = ["id", "name", "listener", "source_connection", "source_format", "mapping", "lookups", "on_error",
+        fields = ["id", "name", "teams", "listener", "source_connection", "source_format", "mapping", "lookups", "on_error",
                   "destination", "trigger", "schedule", "concurrency", "ordering", "retry", "enabled", "version",
                   "created_at", "updated_at"]
         read_only_fields = ["version", "created_at", "updated_at"]

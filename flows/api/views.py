@@ -18,6 +18,7 @@ PREVIEW_RESPONSES = {200: OpenApiResponse(description="records, rejected, errors
 class FlowViewSet(OwnedModelViewSet):
     queryset = Flow.objects.all()
     serializer_class = FlowSerializer
+    team_actions = ("preview",)  # a team member may preview a shared flow (nothing is written)
 
     @extend_schema(request=PreviewSerializer, responses=PREVIEW_RESPONSES)
     @action(detail=True, methods=["post"], url_path="preview")

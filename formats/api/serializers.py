@@ -1,18 +1,19 @@
 from rest_framework import serializers
 
-from config.api import KindOptionsSerializerMixin
+from config.api import KindOptionsSerializerMixin, teams_field
 from formats.codecs import codecs
 from formats.models import Format
 from formats.schemas import SchemaError, compile_schema
 
 
 class FormatSerializer(KindOptionsSerializerMixin, serializers.ModelSerializer):
+    teams = teams_field()
     registry = codecs
     kind = serializers.CharField(max_length=20)
 
     class Meta:
         model = Format
-        fields = ["id", "name", "kind", "options", "schema", "sample", "created_at", "updated_at"]
+        fields = ["id", "name", "teams", "kind", "options", "schema", "sample", "created_at", "updated_at"]
         read_only_fields = ["created_at", "updated_at"]
 
     def validate(self, attrs):

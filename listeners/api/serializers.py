@@ -1,10 +1,11 @@
 import ipaddress
+import re
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from rest_framework import serializers
 
-from config.api import OwnedPrimaryKeyField
+from config.api import OwnedPrimaryKeyField, teams_field
 from formats.models import Format
 from listeners.models import Listener, Message, valid_path
 from listeners.signatures import SCHEMES
@@ -12,7 +13,11 @@ from listeners.signatures import SCHEMES
 METHODS = ["POST", "PUT", "PATCH", "GET", "DELETE"]
 
 
+ORIGIN = re.compile(r"^https?://[a-z0-9.-]+(:[0-9]{1,5})?$|^https?://\[[0-9a-f:]+\](:[0-9]{1,5})?$")
+
+
 class ListenerSerializer(serializers.ModelSerializer):
+    teams = teams_field()
     format = OwnedPrimaryKeyField(queryset=Format.objects.all(), allow_null=True, required=False)
     methods = serializers.ListField(child=serializers.ChoiceField(choices=METHODS), required=False)
     allowed_users = serializers.SlugRelatedField(
@@ -24,10 +29,9 @@ class ListenerSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Listener
-        fields = ["id", "name", "path", "url", "mode", "methods", "auth", "allowed_users", "api_key_header",
-                  "signature", "secrets", "format", "max_body_bytes", "content_types", "ip_allowlist", "rate_limit", "max_concurrent",
-                  "timeout_seconds",
-                  "enabled", "flow", "created_at", "updated_at"]
+        fields = ["id", "name", "teams", "path", "url", "mode", "methods", "auth", "allowed_users", "api_key_header",
+                  "signature", "secrets", "format", "max_body_bytes", "content_types", "ip_allowlist", "cors_origins",
+                  "rate_limit", "max_concurrent", "timeout_seconds", "enabled", "flow", "created_at", "updated_at"]
         read_only_fields = ["created_at", "updated_at"]
 
     def get_url(self, obj) -> str:
@@ -83,6 +87,17 @@ class ListenerSerializer(serializers.ModelSerializer):
             raise serializers.ValidationError({"api_keys": "a list of non-empty strings"})
         return value
 
+    def validate_cors_origins(self, value):
+        if not isinstance(value, list):
+            raise serializers.ValidationError("a list of origins, e.g. ['https://app.example.com'], or ['*']")
+        origins = []
+        for origin in value:
+            text = str(origin).strip().rstrip("/").lower()
+            if text != "*" and not ORIGIN.match(text):
+                raise serializers.ValidationError(f"{origin!r} is not an origin (scheme://host[:port], no path)")
+            origins.append(text)
+        return origins
+
     def validate_ip_allowlist(self, value):
         if not isinstance(value, list):
             raise serializers.ValidationError("a list of addresses or CIDR ranges, e.g. ['10.0.0.0/8', '2001:db8::1']")
@@ -110,6 +125,7 @@ class ListenerSerializer(serializers.ModelSerializer):
     def _save_with_secrets(self, instance, validated_data):
         secrets = validated_data.pop("secrets", None)
         users = validated_data.pop("allowed_users", None)
+        teams = validated_data.pop("teams", None)
         for key, value in validated_data.items():
             setattr(instance, key, value)
         if secrets is not None:
@@ -117,6 +133,8 @@ class ListenerSerializer(serializers.ModelSerializer):
         instance.save()
         if users is not None:
             instance.allowed_users.set(users)
+        if teams is not None:
+            instance.teams.set(teams)
         return instance
 
     def create(self, validated_data):

@@ -36,6 +36,7 @@ class MessageViewSet(viewsets.ReadOnlyModelViewSet):
     queryset = Message.objects.all()  # the model, for the schema; get_queryset() filters
     serializer_class = MessageSerializer
     permission_classes = viewsets.ReadOnlyModelViewSet.permission_classes + [IsOwnerOrAdmin]
+    team_actions = ("resubmit",)  # operators in a team the listener is shared with may resubmit
 
     def get_queryset(self):
         queryset = visible_to(self.request.user, Message.objects.all()).defer("body", "body_text", "response_body")
