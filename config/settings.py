@@ -155,6 +155,8 @@ PUSHFLOW_TOKEN_TTL_SECONDS = env_int("PUSHFLOW_TOKEN_TTL_SECONDS", 24 * 3600)
 PUSHFLOW_TOKEN_CACHE_SECONDS = env_float("PUSHFLOW_TOKEN_CACHE_SECONDS", 5.0)
 PUSHFLOW_DEFAULT_MAX_BODY_BYTES = env_int("PUSHFLOW_DEFAULT_MAX_BODY_BYTES", 10 * 1024 * 1024)
 PUSHFLOW_INLINE_BODY_BYTES = env_int("PUSHFLOW_INLINE_BODY_BYTES", 256 * 1024)
+# Hosts or CIDR ranges outbound HTTP may reach although private, loopback or link-local.
+PUSHFLOW_OUTBOUND_ALLOW = env_list("PUSHFLOW_OUTBOUND_ALLOW", [])
 # Accepted messages of concurrent requests share one INSERT and one COMMIT (listeners/writer.py).
 PUSHFLOW_GROUP_COMMIT = env_bool("PUSHFLOW_GROUP_COMMIT", True)
 PUSHFLOW_BODY_DIR = Path(env_str("PUSHFLOW_BODY_DIR", str(VAR_DIR / "bodies")))

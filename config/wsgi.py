@@ -33,6 +33,14 @@ class ListenerHandler(WSGIHandler):
             handler = convert_exception_to_response(import_string(LEAN_MIDDLEWARE)(handler))
         self._middleware_chain = handler
 
+    def get_response(self, request):
+        response = super().get_response(request)
+        # As CommonMiddleware does on the full stack: simple clients (devices, HL7 gateways)
+        # expect a Content-Length rather than a chunked answer.
+        if not response.streaming and not response.has_header("Content-Length"):
+            response.headers["Content-Length"] = str(len(response.content))
+        return response
+
 
 _full = get_wsgi_application()
 _lean = ListenerHandler()

@@ -183,7 +183,9 @@ def execute(flow: Flow, data: bytes, message_id: str = "", run_id: int | None = 
             where = connection.transport.write(connection.options or {}, connection.secrets, flow.destination_options or {}, delivery)
         except TransportError as exc:
             raise RunFailure(f"delivery to {connection.name!r} failed: {exc.reason}", bad_data=False, retryable=exc.retryable) from None
-        result.log.append(where)
+        result.log.append(str(where))
+        if getattr(where, "body", None) is not None:  # the transport's reply answers a sync caller
+            result.output, result.content_type = where.body, where.content_type
     if result.halted:
         result.log.append(result.halted)
         raise RunFailure(f"{result.halted} (the {len(result.records)} records before it were delivered)", bad_data=True)

@@ -53,4 +53,4 @@ def register_transport(cls: type[Transport]) -> type[Transport]:
     return cls
 
 
-from . import folder  # noqa: E402,F401  registration
+from . import folder, http  # noqa: E402,F401  registration

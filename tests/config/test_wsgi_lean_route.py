@@ -34,6 +34,7 @@ def test_a_payload_through_the_lean_route_is_accepted_with_security_headers(user
     status, headers, content = call("POST", "/listen/patients", body, {
         "CONTENT_TYPE": "application/json", "HTTP_AUTHORIZATION": f"Bearer {token_for(user)}"})
     assert status == 202 and json.loads(content)["message_id"] == headers["x-message-id"]
+    assert headers["content-length"] == str(len(content))
     assert headers["x-content-type-options"] == "nosniff"
     assert "set-cookie" not in headers and "cookie" not in headers.get("vary", "").lower()
 
