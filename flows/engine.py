@@ -178,7 +178,8 @@ def execute(flow: Flow, data: bytes, message_id: str = "", run_id: int | None = 
             "date": now.strftime("%Y-%m-%d"),
             "time": now.strftime("%H%M%S"),
         }
-        delivery = Delivery(result.output, result.content_type, placeholders)
+        types = {f.target: f.type for f in compiled_mapping(flow).fields if f.type}
+        delivery = Delivery(result.output, result.content_type, placeholders, result.records, result.targets, types)
         try:
             where = connection.transport.write(connection.options or {}, connection.secrets, flow.destination_options or {}, delivery)
         except TransportError as exc:

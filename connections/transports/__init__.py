@@ -27,6 +27,10 @@ class Delivery:
     data: bytes
     content_type: str
     placeholders: dict = field(default_factory=dict)
+    # The mapped records themselves, for transports that store rows rather than bytes.
+    records: list = field(default_factory=list)
+    fields: list = field(default_factory=list)
+    field_types: dict = field(default_factory=dict)
 
 
 class Transport:
@@ -53,4 +57,4 @@ def register_transport(cls: type[Transport]) -> type[Transport]:
     return cls
 
 
-from . import folder, http  # noqa: E402,F401  registration
+from . import database, folder, http  # noqa: E402,F401  registration
