@@ -32,6 +32,8 @@ class Flow(models.Model):
         "connections.Connection", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
     source_format = models.ForeignKey("formats.Format", on_delete=models.PROTECT, related_name="+")
+    # How a timed flow reads its source connection (folder `pattern`, ...).
+    source_options = models.JSONField(default=dict, blank=True)
     mapping = models.JSONField(default=dict, blank=True)
     lookups = models.JSONField(default=dict, blank=True)
     on_error = models.CharField(max_length=20, choices=OnError.choices, default=OnError.REJECT_RECORD)
@@ -57,6 +59,11 @@ class Flow(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def runs_on_arrival(self) -> bool:
+        """Whether a payload runs as soon as it arrives (else it waits for the timer or a manual run)."""
+        return self.trigger == self.Trigger.EVENT
 
     def save(self, *args, **kwargs):
         if self.pk:

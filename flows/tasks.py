@@ -16,3 +16,8 @@ def run_messages_task(message_ids: list[str]) -> None:
     """Several messages accepted together (one publish for a burst); each is claimed on its own."""
     for message_id in message_ids:
         services.run_message(message_id)
+
+
+@shared_task(name="flows.run_timed_flow")
+def run_timed_flow_task(flow_id: int) -> None:
+    services.run_timed_flow(flow_id, trigger="cron")

@@ -28,7 +28,7 @@ def accept_message(listener: Listener, message: Message, data: bytes, queue: boo
     flow = getattr(listener, "flow", None)
     message.flow = flow
     message.store_body(data)
-    if queue and flow is not None and flow.enabled:
+    if queue and flow is not None and flow.enabled and flow.runs_on_arrival:
         message.status = Message.Status.QUEUED
         message.enqueued_at = timezone.now()
     # Committed when this returns (grouped with concurrent requests' rows, see writer.py).
@@ -114,7 +114,7 @@ def resubmit_message(message: Message) -> None:
     if message.status == Message.Status.REJECTED:
         raise ResubmitRefused("a rejected request was not accepted and has no run to repeat")
     listener = message.listener
-    flow = getattr(listener, "flow", None) if listener else None
+    flow = getattr(listener, "flow", None) if listener else message.flow  # read by a timed flow: no listener
     if flow is None or not flow.enabled:
         raise ResubmitRefused("the message's listener has no enabled flow")
     with transaction.atomic():

@@ -5,6 +5,7 @@ Each transport module defines one `Transport` subclass registered with
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -33,6 +34,16 @@ class Delivery:
     field_types: dict = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class SourceItem:
+    """One payload a timed flow read from its source; `done()` once it is safely stored."""
+
+    name: str
+    data: bytes
+    content_type: str = ""
+    done: Callable[[], None] = lambda: None
+
+
 class Transport:
     kind: ClassVar[str]
     label: ClassVar[str]
@@ -43,6 +54,12 @@ class Transport:
     def write(self, options: dict, secrets: dict, destination: dict, delivery: Delivery) -> str:
         """Deliver; return a short description of where it went (for the run log)."""
         raise NotImplementedError
+
+    source_options_schema: ClassVar[dict] = {"type": "object"}
+
+    def read(self, options: dict, secrets: dict, source: dict) -> Iterator[SourceItem]:
+        """Payloads for a timed flow (a file each, a reply...); transports that cannot read raise."""
+        raise TransportError(f"a {self.label} connection cannot be read by a timed flow")
 
     def test(self, options: dict, secrets: dict) -> str:
         """Check the connection works; return what was checked, or raise TransportError."""

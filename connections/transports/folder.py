@@ -7,7 +7,7 @@ import string
 import tempfile
 from pathlib import Path
 
-from . import Delivery, Transport, TransportError, register_transport
+from . import Delivery, SourceItem, Transport, TransportError, register_transport
 
 _UNSAFE = re.compile(r"[\x00-\x1f/\\]")
 
@@ -89,6 +89,38 @@ class FolderTransport(Transport):
         except OSError as exc:
             raise TransportError(f"cannot write {name!r} in the folder: {exc.strerror}", retryable=True) from None
         return f"wrote {len(delivery.data)} bytes to {name}"
+
+    source_options_schema = {
+        "type": "object",
+        "properties": {
+            "pattern": {"type": "string", "default": "*", "title": "Files to read (glob, in the folder itself)"},
+            "limit": {"type": "integer", "minimum": 1, "maximum": 10000, "default": 100},
+            "processed": {"type": "string", "default": "processed", "title": "Sub-folder read files move to"},
+        },
+    }
+
+    def read(self, options, secrets, source):
+        """The folder's matching files, oldest first; each moves to `processed/` once stored."""
+        root = Path(options["path"]).resolve()
+        if not root.is_dir():
+            raise TransportError(f"folder {root} does not exist")
+        processed = resolve_inside(root, source.get("processed") or "processed")
+        pattern = source.get("pattern") or "*"
+        if "/" in pattern or "\\" in pattern or ".." in pattern:
+            raise TransportError(f"pattern {pattern!r} must name files in the folder itself")
+        files = sorted((p for p in root.glob(pattern) if p.is_file() and not p.is_symlink() and not p.name.startswith(".")),
+                       key=lambda p: (p.stat().st_mtime, p.name))
+        for path in files[: int(source.get("limit") or 100)]:
+            try:
+                data = path.read_bytes()
+            except OSError as exc:
+                raise TransportError(f"cannot read {path.name!r}: {exc.strerror}", retryable=True) from None
+
+            def done(path=path):
+                processed.mkdir(parents=True, exist_ok=True)
+                os.replace(path, processed / path.name)
+
+            yield SourceItem(path.name, data, "", done)
 
     def test(self, options, secrets) -> str:
         root = Path(options["path"])

@@ -22,7 +22,7 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 
 from ..outbound import OutboundRefused, check_url
-from . import Delivery, Transport, TransportError, register_transport
+from . import Delivery, SourceItem, Transport, TransportError, register_transport
 from .folder import render_file_name
 
 BODY_IN_LOG = 500
@@ -162,6 +162,15 @@ class HttpTransport(Transport):
             content_type = response.headers.get("Content-Type", "application/octet-stream")
             return Reply(description, response.status_code, content_type, response.content)
         return description
+
+    def read(self, options, secrets, source):
+        """One GET of the URL: its reply is the payload (an empty reply is nothing to run)."""
+        response = send({**options}, secrets, None, "", {}, method="GET")
+        host = urlsplit(options.get("url") or "").hostname or "?"
+        if response.status_code >= 400:
+            raise _failure(response, host)
+        if response.content:
+            yield SourceItem(f"GET {host}", response.content, response.headers.get("Content-Type", ""))
 
     def test(self, options, secrets) -> str:
         response = send({**options, "retries": 0}, secrets, None, "", {}, method="HEAD")

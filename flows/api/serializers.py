@@ -2,6 +2,7 @@ from rest_framework import serializers
 
 from config.api import OwnedPrimaryKeyField, teams_field
 from connections.models import Connection
+from flows import schedules
 from flows.mapping import MappingError, compile_mapping
 from flows.models import Flow, FlowRun
 from formats.models import Format
@@ -33,8 +34,8 @@ class FlowSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Flow
-        fields = ["id", "name", "teams", "listener", "source_connection", "source_format", "mapping", "lookups", "on_error",
-                  "destination", "trigger", "schedule", "concurrency", "ordering", "retry", "enabled", "version",
+        fields = ["id", "name", "teams", "listener", "source_connection", "source_format", "source_options", "mapping",
+                  "lookups", "on_error", "destination", "trigger", "schedule", "concurrency", "ordering", "retry", "enabled", "version",
                   "created_at", "updated_at"]
         read_only_fields = ["version", "created_at", "updated_at"]
 
@@ -64,8 +65,24 @@ class FlowSerializer(serializers.ModelSerializer):
     def validate_schedule(self, value):
         return "" if value is None else str(value)
 
+    def validate_source_options(self, value):
+        if not isinstance(value, dict):
+            raise serializers.ValidationError("an object of the source connection's read options")
+        return value
+
     def validate(self, attrs):
         attrs = super().validate(attrs)
+        trigger = attrs.get("trigger", getattr(self.instance, "trigger", Flow.Trigger.EVENT))
+        if "trigger" in attrs or "schedule" in attrs:
+            try:
+                attrs["schedule"] = schedules.validate(trigger, attrs.get("schedule", getattr(self.instance, "schedule", "")))
+            except schedules.ScheduleError as exc:
+                raise serializers.ValidationError({"schedule": [str(exc)]}) from None
+        source = attrs.get("source_connection", getattr(self.instance, "source_connection", None))
+        if source is not None and "source_options" in attrs:
+            problems = options_errors(source.transport.source_options_schema, attrs["source_options"])
+            if problems:
+                raise serializers.ValidationError({"source_options": problems})
         if "lookups" in attrs:
             mapping = attrs.get("mapping", getattr(self.instance, "mapping", None)) or {"fields": [{"target": "x", "value": 1}]}
             try:

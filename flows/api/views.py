@@ -1,3 +1,4 @@
+from django.db import transaction
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import viewsets
 from rest_framework.decorators import action
@@ -5,7 +6,7 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 
 from config.api import IsOwnerOrAdmin, OwnedModelViewSet, id_param, uuid_param, visible_to
-from flows import preview
+from flows import preview, services
 from flows.models import Flow, FlowRun
 
 from .serializers import FlowRunSerializer, FlowSerializer, PreviewSerializer, UnsavedPreviewSerializer
@@ -28,6 +29,15 @@ class FlowViewSet(OwnedModelViewSet):
         params = PreviewSerializer(data=request.data, context={"request": request})
         params.is_valid(raise_exception=True)
         return _preview(lambda: preview.request_for_flow(flow, **_preview_args(params.validated_data)))
+
+    @extend_schema(request=None, responses={202: OpenApiResponse(description="queued and read counts")})
+    @action(detail=True, methods=["post"], url_path="run")
+    def run(self, request, pk=None):
+        """Run the flow now: queue what its listener holds and read its source connection."""
+        flow = self.get_object()
+        with transaction.atomic():
+            counts = services.run_timed_flow(flow.pk, trigger="manual")
+        return Response(counts, status=202)
 
     @extend_schema(request=UnsavedPreviewSerializer, responses=PREVIEW_RESPONSES, operation_id="flows_preview_unsaved")
     @action(detail=False, methods=["post"], url_path="preview")

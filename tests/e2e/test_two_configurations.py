@@ -130,3 +130,26 @@ def test_declared_body_over_the_limit_is_413_without_reading_it(pushflow, patien
     # The listener accepts 4096 bytes; the body is never sent, so an answer proves nothing was waited for.
     response = pushflow.raw(_head(pushflow, "Content-Length: 10000000\r\n"), timeout=10)
     assert status_of(response) == 413, response
+
+
+def test_the_scheduler_runs_an_interval_flow_that_reads_a_folder(pushflow, patients):
+    import time
+
+    inbox, out = Path(tempfile.mkdtemp(prefix="pushflow-e2e-in-")), Path(tempfile.mkdtemp(prefix="pushflow-e2e-out-"))
+    (inbox / "order-1.json").write_text(json.dumps({"id": 77, "name": {"family": "Timed", "given": ["Tia"]}}))
+    source = pushflow.create("connections", {"name": "inbox", "kind": "folder", "options": {"path": str(inbox)}})
+    target = pushflow.create("connections", {"name": "timed-out", "kind": "folder", "options": {"path": str(out)}})
+    fc = pushflow.create("formats", {"name": "csv2", "kind": "csv", "options": {"header": True}})
+    pushflow.create("flows", {
+        "name": "poll inbox", "source_connection": source["id"], "source_format": patients["json"]["id"],
+        "source_options": {"pattern": "*.json"}, "trigger": "interval", "schedule": 1, "enabled": True,
+        "destination": {"connection": target["id"], "format": fc["id"], "options": {"file_name": "{message_id}.csv"}},
+        "mapping": {"fields": [{"target": "id", "source": "id"}, {"target": "family", "source": "name.family"}]},
+    })
+    deadline = time.time() + 60  # the database scheduler notices new tasks within its sync interval
+    while time.time() < deadline and not list(out.iterdir()):
+        time.sleep(0.5)
+    written = list(out.iterdir())
+    assert len(written) == 1, "the scheduler did not run the interval flow"
+    assert list(csv.DictReader(io.StringIO(written[0].read_text()))) == [{"id": "77", "family": "Timed"}]
+    assert (inbox / "processed" / "order-1.json").exists() and not (inbox / "order-1.json").exists()
