@@ -100,22 +100,34 @@ def run_message(message_id) -> FlowRun | None:
     run, result, failure = _execute_run(flow, message)
     with transaction.atomic():
         finish_run(run, result, failure)
-        _finish_message(message, failure)
+        _finish_message(message, failure, flow)
     return run
 
 
-def _finish_message(message: Message, failure: RunFailure | None) -> None:
+def retry_delay(flow: Flow, attempt: int) -> float | None:
+    """Seconds before the next try after `attempt` failed, or None when the flow's policy has
+    no try left. Policy (`flow.retry`): `count` tries in all, `backoff` seconds doubled
+    after each try, at most `max_delay`."""
+    policy = flow.retry or {}
+    if attempt >= int(policy.get("count", settings.PUSHFLOW_MAX_ATTEMPTS)):
+        return None
+    backoff = float(policy.get("backoff", 2.0))
+    return min(float(policy.get("max_delay", MAX_RETRY_DELAY)), backoff * 2 ** (attempt - 1))
+
+
+def _finish_message(message: Message, failure: RunFailure | None, flow: Flow) -> None:
     now = timezone.now()
+    delay = retry_delay(flow, message.attempts) if failure is not None and failure.retryable else None
     if failure is None:
         fields = {"status": Message.Status.SUCCEEDED, "finished_at": now, "error": ""}
-    elif failure.retryable and message.attempts < settings.PUSHFLOW_MAX_ATTEMPTS:
-        delay = min(MAX_RETRY_DELAY, 2 ** message.attempts)
+    elif delay is not None:
         fields = {
             "status": Message.Status.QUEUED, "next_attempt_at": now + timedelta(seconds=delay),
-            "enqueued_at": None, "error": f"attempt {message.attempts} failed, retrying: {failure.reason}",
+            "enqueued_at": None, "error": f"attempt {message.attempts} failed, retrying in {delay:g} s: {failure.reason}",
         }
     else:
-        fields = {"status": Message.Status.FAILED, "finished_at": now, "error": failure.reason}
+        tries = f" after {message.attempts} tries" if failure.retryable else ""
+        fields = {"status": Message.Status.FAILED, "finished_at": now, "error": f"{failure.reason}{tries}"}
     Message.objects.filter(pk=message.pk, status=Message.Status.RUNNING).update(**fields)
 
 

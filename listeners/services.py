@@ -125,3 +125,51 @@ def resubmit_message(message: Message) -> None:
         if not updated:
             raise ResubmitRefused("the message changed meanwhile; reload and try again")
         transaction.on_commit(lambda: publish_soon(message.pk))
+
+
+def cancel_message(message: Message, user) -> None:
+    """Stop a message that has not run yet (received, queued or waiting for a retry)."""
+    who = user.get_username() if user is not None else "someone"
+    updated = Message.objects.filter(pk=message.pk, status__in=(Message.Status.RECEIVED, Message.Status.QUEUED)).update(
+        status=Message.Status.CANCELLED, finished_at=timezone.now(), next_attempt_at=None,
+        error=f"cancelled by {who}",
+    )
+    if not updated:
+        current = Message.objects.filter(pk=message.pk).values_list("status", flat=True).first()
+        raise ResubmitRefused(f"the message is {current}; only a received or queued message can be cancelled")
+
+
+def edit_and_resubmit(message: Message, data: bytes, user) -> Message:
+    """A new message with an edited body, linked to the original, run by the original's flow."""
+    if message.status == Message.Status.REJECTED:
+        raise ResubmitRefused("a rejected request was not accepted; push it again instead")
+    listener = message.listener
+    flow = getattr(listener, "flow", None) if listener else message.flow
+    if flow is None or not flow.enabled:
+        raise ResubmitRefused("the message's listener has no enabled flow")
+    copy = Message(
+        listener=listener, flow=flow, owner_id=message.owner_id, method=message.method, path=message.path,
+        query=message.query, headers={**(message.headers or {}), "X-Pushflow-Edited-By": user.get_username()},
+        remote_addr="", user=user, content_type=message.content_type, charset=message.charset,
+        resubmitted_from=message,
+    )
+    copy.store_body(data)
+    if flow.runs_on_arrival:
+        copy.status, copy.enqueued_at = Message.Status.QUEUED, timezone.now()
+    with transaction.atomic():
+        copy.save(force_insert=True)
+        if copy.status == Message.Status.QUEUED:
+            transaction.on_commit(lambda: publish_soon(copy.pk))
+    return copy
+
+
+def resubmit_messages(queryset, limit: int = 10_000) -> dict:
+    """Resubmit every message of `queryset` that can be (a bulk action on a filtered list)."""
+    done, skipped = 0, []
+    for message in queryset.order_by("received_at")[:limit]:
+        try:
+            resubmit_message(message)
+            done += 1
+        except ResubmitRefused as exc:
+            skipped.append({"id": str(message.pk), "reason": str(exc)})
+    return {"resubmitted": done, "skipped": len(skipped), "skipped_examples": skipped[:20]}

@@ -9,6 +9,16 @@ from formats.models import Format
 from lib.registry import options_errors
 from listeners.models import Listener
 
+RETRY_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "count": {"type": "integer", "minimum": 1, "maximum": 100, "title": "Tries in all"},
+        "backoff": {"type": "number", "minimum": 0, "maximum": 3600, "title": "Seconds before the 2nd try (doubled after)"},
+        "max_delay": {"type": "number", "minimum": 0, "maximum": 86400, "title": "Longest wait between tries"},
+    },
+    "additionalProperties": False,
+}
+
 
 class DestinationSerializer(serializers.Serializer):
     connection = OwnedPrimaryKeyField(queryset=Connection.objects.all(), allow_null=True, required=False)
@@ -64,6 +74,12 @@ class FlowSerializer(serializers.ModelSerializer):
 
     def validate_schedule(self, value):
         return "" if value is None else str(value)
+
+    def validate_retry(self, value):
+        problems = options_errors(RETRY_SCHEMA, value if value is not None else {})
+        if problems:
+            raise serializers.ValidationError(problems)
+        return value or {}
 
     def validate_source_options(self, value):
         if not isinstance(value, dict):
