@@ -106,7 +106,8 @@ class MessageViewSet(viewsets.ReadOnlyModelViewSet):
         copy.refresh_from_db()
         return Response(self.get_serializer(copy).data, status=status.HTTP_201_CREATED)
 
-    @extend_schema(request=None, responses={202: OpenApiResponse(description="resubmitted and skipped counts")})
+    @extend_schema(request=None, responses={202: OpenApiResponse(description="resubmitted and skipped counts")},
+                   operation_id="messages_resubmit_filtered")
     @action(detail=False, methods=["post"], url_path="resubmit")
     def resubmit_filtered(self, request):
         """Resubmit every message the list filters (listener, flow, status, since, until, q) select."""
