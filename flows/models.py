@@ -47,7 +47,11 @@ class Flow(models.Model):
     trigger = models.CharField(max_length=10, choices=Trigger.choices, default=Trigger.EVENT)
     schedule = models.CharField(max_length=100, blank=True, default="")
     concurrency = models.PositiveIntegerField(default=0, help_text="Most runs at once; 0: no cap.")
-    ordering = models.CharField(max_length=10, default="none", choices=[("none", "None"), ("fifo", "FIFO")])
+    ordering = models.CharField(
+        max_length=10, default="none",
+        choices=[("none", "Any order, in parallel"), ("fifo", "One at a time in received order; a failed message holds the queue"),
+                 ("fifo_skip", "One at a time in received order; a failed message is skipped")],
+    )
     retry = models.JSONField(default=dict, blank=True)
     enabled = models.BooleanField(default=True)
     version = models.PositiveIntegerField(default=1, help_text="Bumped on every change; keys the compiled mapping.")

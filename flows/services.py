@@ -24,14 +24,54 @@ TIMED_BATCH = 1000
 
 
 def claim_message(message_id) -> bool:
-    """Take a queued message for this worker. False if another delivery already took it."""
+    """Take a queued message for this worker. False if another delivery already took it, or
+    if its flow's ordering or concurrency cap says it must wait (it is then published again
+    when the message ahead of it finishes)."""
     now = timezone.now()
-    claimed = (
-        Message.objects.filter(pk=message_id, status=Message.Status.QUEUED)
-        .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
-        .update(status=Message.Status.RUNNING, claimed_at=now, attempts=F("attempts") + 1)
-    )
-    return claimed == 1
+    due = (Message.objects.filter(pk=message_id, status=Message.Status.QUEUED)
+           .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)))
+    flow = Flow.objects.filter(messages__pk=message_id).only("pk", "ordering", "concurrency").first()
+    if flow is None or (flow.ordering == "none" and not flow.concurrency):
+        return due.update(status=Message.Status.RUNNING, claimed_at=now, attempts=F("attempts") + 1) == 1
+    with transaction.atomic():
+        # One claim at a time per flow (a row lock on PostgreSQL; SQLite writes one at a time anyway).
+        Flow.objects.select_for_update().filter(pk=flow.pk).values_list("pk", flat=True).first()
+        mine = due.values("received_at").first()
+        if mine is None:
+            return False
+        others = Message.objects.filter(flow_id=flow.pk).exclude(pk=message_id)
+        running = others.filter(status=Message.Status.RUNNING).count()
+        if flow.ordering != "none":
+            ahead = others.filter(received_at__lt=mine["received_at"])
+            blocking = Q(status=Message.Status.QUEUED)
+            if flow.ordering == "fifo":
+                blocking |= Q(status=Message.Status.FAILED)  # held until resubmitted or cancelled
+            else:
+                blocking &= Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)  # one waiting to retry is skipped
+            if running or ahead.filter(blocking).exists():
+                return False
+        if flow.concurrency and running >= flow.concurrency:
+            return False
+        return due.update(status=Message.Status.RUNNING, claimed_at=now, attempts=F("attempts") + 1) == 1
+
+
+def wake_next_of(flow_id: int) -> None:
+    flow = Flow.objects.filter(pk=flow_id).only("pk", "ordering", "concurrency").first()
+    if flow is not None:
+        _wake_next(flow)
+
+
+def _wake_next(flow: Flow) -> None:
+    """After a run of an ordered or capped flow, publish what waits behind it."""
+    if flow.ordering == "none" and not flow.concurrency:
+        return
+    now = timezone.now()
+    waiting = (Message.objects.filter(flow_id=flow.pk, status=Message.Status.QUEUED)
+               .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
+               .order_by("received_at").values_list("pk", flat=True)[: max(1, flow.concurrency)])
+    ids = [str(pk) for pk in waiting]
+    if ids:
+        transaction.on_commit(lambda: publish_many(ids))
 
 
 def _flow_for(message: Message) -> Flow | None:
@@ -101,6 +141,7 @@ def run_message(message_id) -> FlowRun | None:
     with transaction.atomic():
         finish_run(run, result, failure)
         _finish_message(message, failure, flow)
+        _wake_next(flow)
     return run
 
 

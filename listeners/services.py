@@ -130,13 +130,19 @@ def resubmit_message(message: Message) -> None:
 def cancel_message(message: Message, user) -> None:
     """Stop a message that has not run yet (received, queued or waiting for a retry)."""
     who = user.get_username() if user is not None else "someone"
-    updated = Message.objects.filter(pk=message.pk, status__in=(Message.Status.RECEIVED, Message.Status.QUEUED)).update(
+    # A failed message can be cancelled too: in a FIFO flow that holds on failure, that lets the queue move on.
+    cancellable = (Message.Status.RECEIVED, Message.Status.QUEUED, Message.Status.FAILED)
+    updated = Message.objects.filter(pk=message.pk, status__in=cancellable).update(
         status=Message.Status.CANCELLED, finished_at=timezone.now(), next_attempt_at=None,
         error=f"cancelled by {who}",
     )
     if not updated:
         current = Message.objects.filter(pk=message.pk).values_list("status", flat=True).first()
-        raise ResubmitRefused(f"the message is {current}; only a received or queued message can be cancelled")
+        raise ResubmitRefused(f"the message is {current}; only a received, queued or failed message can be cancelled")
+    if message.flow_id:
+        from flows.services import wake_next_of
+
+        wake_next_of(message.flow_id)
 
 
 def edit_and_resubmit(message: Message, data: bytes, user) -> Message:
