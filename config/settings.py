@@ -167,6 +167,8 @@ PUSHFLOW_REQUEUE_AFTER_SECONDS = env_float("PUSHFLOW_REQUEUE_AFTER_SECONDS", 30.
 # A message claimed by a worker that has not finished by then is taken back.
 PUSHFLOW_RUN_LEASE_SECONDS = env_float("PUSHFLOW_RUN_LEASE_SECONDS", 600.0)
 PUSHFLOW_MAX_ATTEMPTS = env_int("PUSHFLOW_MAX_ATTEMPTS", 5)
+# Days finished messages without a listener (read by timed flows) are kept; 0: forever.
+PUSHFLOW_RETENTION_DAYS = env_int("PUSHFLOW_RETENTION_DAYS", 30)
 PUSHFLOW_BODY_READ_TIMEOUT_SECONDS = env_float("PUSHFLOW_BODY_READ_TIMEOUT_SECONDS", 10.0)
 # Fernet keys for connection secrets, newest first; older keys still decrypt (rotation).
 PUSHFLOW_ENCRYPTION_KEYS = env_list("PUSHFLOW_ENCRYPTION_KEYS") or [
@@ -203,6 +205,10 @@ CELERY_BEAT_SCHEDULE = {
     "pushflow-sweep-queued": {
         "task": "listeners.sweep_queued_messages",
         "schedule": PUSHFLOW_SWEEP_SECONDS,
+    },
+    "pushflow-purge-old-messages": {
+        "task": "listeners.purge_old_messages",
+        "schedule": 3600.0,
     },
 }
 CELERY_TASK_ALWAYS_EAGER = env_bool("PUSHFLOW_TASKS_EAGER", False)

@@ -61,6 +61,8 @@ class Listener(models.Model):
         default=list, blank=True,
         help_text="Web origins (https://app.example.com) whose pages may push from a browser; '*' for any; empty: none.",
     )
+    retention_days = models.PositiveIntegerField(
+        default=30, help_text="Finished messages older than this many days are deleted with their runs; 0: kept forever.")
     rate_limit = models.FloatField(default=0, help_text="Requests per second per web process; 0: no limit.")
     max_concurrent = models.PositiveIntegerField(default=0, help_text="Requests at once per web process; 0: no cap.")
     timeout_seconds = models.FloatField(default=30.0, help_text="Sync mode: answer 504 past this.")

@@ -179,3 +179,27 @@ def resubmit_messages(queryset, limit: int = 10_000) -> dict:
         except ResubmitRefused as exc:
             skipped.append({"id": str(message.pk), "reason": str(exc)})
     return {"resubmitted": done, "skipped": len(skipped), "skipped_examples": skipped[:20]}
+
+
+def purge_old_messages(batch: int = 1000) -> int:
+    """Delete finished messages older than their listener's retention (runs go with them, body
+    files are removed); returns how many. Messages still queued or running are never purged."""
+    now = timezone.now()
+    removed = 0
+    rules = [(Q(listener=listener), listener.retention_days)
+             for listener in Listener.objects.filter(retention_days__gt=0).only("pk", "retention_days")]
+    if settings.PUSHFLOW_RETENTION_DAYS > 0:
+        rules.append((Q(listener__isnull=True), settings.PUSHFLOW_RETENTION_DAYS))
+    for where, days in rules:
+        old = Message.objects.filter(where, status__in=Message.FINAL, received_at__lt=now - timedelta(days=days))
+        while True:
+            chunk = list(old.values_list("pk", "body_file")[:batch])
+            if not chunk:
+                break
+            with transaction.atomic():
+                Message.objects.filter(pk__in=[pk for pk, _ in chunk]).delete()
+            for _, body_file in chunk:
+                if body_file:
+                    (settings.PUSHFLOW_BODY_DIR / body_file).unlink(missing_ok=True)
+            removed += len(chunk)
+    return removed
