@@ -38,6 +38,7 @@ def commands() -> dict[str, list[str]]:
         ],
         "worker": [
             os.path.join(BIN, "celery"), "-A", "config", "worker", "--loglevel", log_level,
+            "-Q", ",".join(env_list("PUSHFLOW_WORKER_QUEUES", ["ingest", "timed", "maintenance"])),
             "--concurrency", str(concurrency), "--without-mingle", "--without-gossip",
         ],
         "scheduler": [os.path.join(BIN, "celery"), "-A", "config", "beat", "--loglevel", log_level],

@@ -188,6 +188,13 @@ if CELERY_BROKER_URL.startswith("embedded://"):
         "control_folder": str(_broker_dir / "control"),
         "polling_interval": env_float("PUSHFLOW_BROKER_POLL_SECONDS", 0.05),
     }
+elif CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
+    # A task a worker took but never acknowledged (the worker died) comes back after this;
+    # longer than the longest run, so a slow run is never handed to a second worker.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": int(2 * PUSHFLOW_RUN_LEASE_SECONDS)}
+# Queues by kind of work, so a deployment can give each its own workers (the launcher's worker takes all).
+CELERY_TASK_DEFAULT_QUEUE = "ingest"
+CELERY_TASK_ROUTES = {"flows.run_timed_flow": {"queue": "timed"}, "listeners.*": {"queue": "maintenance"}}
 CELERY_BROKER_CONNECTION_TIMEOUT = env_float("PUSHFLOW_BROKER_TIMEOUT_SECONDS", 3.0)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_IGNORE_RESULT = True

@@ -8,13 +8,17 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from connections.transports import Delivery, TransportError
 from formats.codecs import Codec, CodecError
 
-from .expressions import Scope
+from .expressions import RUN_TABLES, Scope
+from .lookups import LookupError_ as LookupTableError
+from .lookups import database_tables
+from .lookups import resolve as resolve_lookups
 from .mapping import CompiledMapping, FieldError, MappingError, compile_mapping
 from .models import Flow
 
@@ -76,11 +80,37 @@ def map_payload(flow: Flow, data: bytes, message_meta: dict | None = None) -> Ru
         mapping = compiled_mapping(flow)
     except MappingError as exc:
         raise RunFailure(f"the flow's mapping is invalid: {exc}", bad_data=False) from None
-    result = map_records(mapping, flow.source_format, data, flow.on_error, message_meta)
+    with run_lookups(flow.lookups, flow.owner_id):
+        result = map_records(mapping, flow.source_format, data, flow.on_error, message_meta)
     if result.rejected and not result.records and not result.filtered:
         first = result.rejected[0]
         raise RunFailure(f"every record was rejected; record {first['index'] + 1}: {first['reason']}", bad_data=True)
     return result
+
+
+@contextmanager
+def run_lookups(lookups: dict, owner_id: int):
+    """Read the flow's database lookup tables for this run (static ones need nothing)."""
+    if not database_tables(lookups):
+        yield
+        return
+    from django.contrib.auth import get_user_model
+
+    from config.api import visible_to
+    from connections.models import Connection
+
+    owner = get_user_model().objects.filter(pk=owner_id).first()
+    if owner is None:
+        raise RunFailure("the flow has no owner to read its lookup tables as", bad_data=False)
+    try:
+        tables = resolve_lookups(lookups, visible_to(owner, Connection.objects.all()))
+    except LookupTableError as exc:
+        raise RunFailure(exc.reason, bad_data=False, retryable=True) from None
+    token = RUN_TABLES.set(tables)
+    try:
+        yield
+    finally:
+        RUN_TABLES.reset(token)
 
 
 def map_records(mapping: CompiledMapping, source, data: bytes, on_error: str, message_meta: dict | None = None,

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -29,6 +30,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import jsonata
 
+# The lookup tables of the run under way, database tables read (see flows/lookups.py).
+RUN_TABLES: ContextVar[dict | None] = ContextVar("pushflow_lookup_tables", default=None)
 TIMEOUT_MS = 250
 MAX_DEPTH = 200
 MAX_LENGTH = 10_000
@@ -262,12 +265,12 @@ def compile_expression(text: Any, lookups: dict | None = None) -> Expression:
         raise ExpressionError(f"syntax error{where}: {exc}", position) from None
     compiled.set_runtime_bounds(TIMEOUT_MS, MAX_DEPTH)
     expression = Expression(text, compiled, tuple(sorted(set(_VARIABLE.findall(text)))), _native(text))
-    tables = lookups or {}
+    static_tables = lookups or {}
 
     def lookup(table, key=None):
         if isinstance(table, dict):  # JSONata's own $lookup(object, key)
             return table.get(key)
-        found = tables.get(str(table))
+        found = (RUN_TABLES.get() or static_tables).get(str(table))
         if found is None:
             raise ValueError(f"no lookup table named {table!r}")
         return found.get(str(key)) if key is not None else None

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from formats.models import Format
 from listeners.models import Message
 
-from .engine import RunFailure, map_records
+from .engine import RunFailure, map_records, run_lookups
 from .mapping import MappingError, compile_mapping
 from .models import Flow
 from .services import message_metadata
@@ -39,6 +39,7 @@ class PreviewRequest:
     data: bytes
     message: Message | None = None
     limit: int = DEFAULT_LIMIT
+    owner_id: int | None = None  # whose connections database lookups may read
 
 
 def request_for_flow(flow: Flow, *, message: Message | None = None, sample: str | None = None,
@@ -48,16 +49,16 @@ def request_for_flow(flow: Flow, *, message: Message | None = None, sample: str 
     return PreviewRequest(
         source_format=flow.source_format, mapping=flow.mapping if mapping is None else mapping,
         lookups=flow.lookups if lookups is None else lookups, on_error=on_error or flow.on_error,
-        data=_payload(message, sample, flow.source_format), message=message, limit=limit,
+        data=_payload(message, sample, flow.source_format), message=message, limit=limit, owner_id=flow.owner_id,
     )
 
 
 def request_for_format(source_format: Format, mapping: dict, *, sample: str | None = None,
                        message: Message | None = None, lookups: dict | None = None, on_error: str | None = None,
-                       limit: int = DEFAULT_LIMIT) -> PreviewRequest:
-    """A preview of a mapping not saved in any flow yet."""
+                       limit: int = DEFAULT_LIMIT, user_id: int | None = None) -> PreviewRequest:
+    """A preview of a mapping not saved in any flow yet; database lookups read as `user_id`."""
     return PreviewRequest(source_format, mapping, lookups or {}, on_error or Flow.OnError.REJECT_RECORD,
-                          _payload(message, sample, source_format), message, limit)
+                          _payload(message, sample, source_format), message, limit, user_id)
 
 
 def _payload(message: Message | None, sample: str | None, source_format: Format) -> bytes:
@@ -79,9 +80,10 @@ def preview_mapping(request: PreviewRequest) -> dict:
     meta = message_metadata(request.message) if request.message is not None else {}
     limit = max(1, min(int(request.limit or DEFAULT_LIMIT), MAX_LIMIT))
     try:
-        result = map_records(compiled, request.source_format, request.data, request.on_error, meta, preview_limit=limit)
+        with run_lookups(request.lookups, request.owner_id):
+            result = map_records(compiled, request.source_format, request.data, request.on_error, meta, preview_limit=limit)
     except RunFailure as exc:
-        raise PreviewRefused(422, "sample", exc.reason) from None
+        raise PreviewRefused(422, "lookups" if "lookup" in exc.reason else "sample", exc.reason) from None
     return {
         "records": result.records, "rejected": result.rejected, "errors": result.errors, "inputs": result.inputs,
         "records_in": result.records_in, "filtered": result.filtered, "targets": result.targets,

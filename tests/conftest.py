@@ -107,6 +107,16 @@ def _fresh_listener_cache():
 
 
 @pytest.fixture(autouse=True)
+def _fresh_mapping_cache():
+    """Compiled mappings are cached by (flow id, version), and ids repeat from test to test."""
+    from flows import engine
+
+    engine._cache.clear()
+    yield
+    engine._cache.clear()
+
+
+@pytest.fixture(autouse=True)
 def _fresh_listener_limits():
     from listeners import limits
 

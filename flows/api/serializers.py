@@ -75,6 +75,21 @@ class FlowSerializer(serializers.ModelSerializer):
     def validate_schedule(self, value):
         return "" if value is None else str(value)
 
+    def _check_database_lookups(self, lookups) -> None:
+        from config.api import visible_to
+        from flows.lookups import check_spec, database_tables
+
+        if not isinstance(lookups, dict):
+            return  # compile_mapping names the problem
+        for name, spec in database_tables(lookups).items():
+            problem = check_spec(name, spec)
+            if problem is None:
+                user = self.context["request"].user
+                if not visible_to(user, Connection.objects.filter(kind="database")).filter(pk=spec["connection"]).exists():
+                    problem = f"lookup {name!r}: no database connection {spec['connection']!r} you may use"
+            if problem:
+                raise serializers.ValidationError({"lookups": [problem]})
+
     def validate_retry(self, value):
         problems = options_errors(RETRY_SCHEMA, value if value is not None else {})
         if problems:
@@ -100,6 +115,7 @@ class FlowSerializer(serializers.ModelSerializer):
             if problems:
                 raise serializers.ValidationError({"source_options": problems})
         if "lookups" in attrs:
+            self._check_database_lookups(attrs["lookups"] or {})
             mapping = attrs.get("mapping", getattr(self.instance, "mapping", None)) or {"fields": [{"target": "x", "value": 1}]}
             try:
                 compile_mapping(mapping, attrs["lookups"] or {})

@@ -48,7 +48,7 @@ class FlowViewSet(OwnedModelViewSet):
         data = _preview_args(params.validated_data)
         source_format = data.pop("source_format")
         mapping = data.pop("mapping")
-        return _preview(lambda: preview.request_for_format(source_format, mapping, **data))
+        return _preview(lambda: preview.request_for_format(source_format, mapping, user_id=request.user.pk, **data))
 
 
 def _preview_args(data: dict) -> dict:

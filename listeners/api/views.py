@@ -1,15 +1,14 @@
 from django.db.models import Prefetch
 from django.http import HttpResponse
-from django.utils.dateparse import parse_datetime
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 
-from config.api import IsOwnerOrAdmin, OwnedModelViewSet, id_param, visible_to
+from config.api import IsOwnerOrAdmin, OwnedModelViewSet, visible_to
 from flows.models import FlowRun
 from listeners.models import Listener, Message
+from listeners.queries import filter_messages
 from listeners.services import (
     ResubmitRefused,
     cancel_message,
@@ -24,13 +23,6 @@ from .serializers import ListenerSerializer, MessageSerializer
 class ListenerViewSet(OwnedModelViewSet):
     queryset = Listener.objects.select_related("flow").prefetch_related("allowed_users")
     serializer_class = ListenerSerializer
-
-
-def _when(value: str, name: str):
-    parsed = parse_datetime(value)
-    if parsed is None:
-        raise ValidationError({name: [f"{value!r} is not an ISO 8601 date-time"]})
-    return parsed
 
 
 @extend_schema(parameters=[
@@ -48,24 +40,7 @@ class MessageViewSet(viewsets.ReadOnlyModelViewSet):
     def get_queryset(self):
         queryset = visible_to(self.request.user, Message.objects.all()).defer("body", "body_text", "response_body")
         queryset = queryset.prefetch_related(Prefetch("runs", queryset=FlowRun.objects.order_by("started_at")))
-        params = self.request.query_params
-        for name in ("listener", "flow"):
-            value = id_param(params, name)
-            if value is not None:
-                queryset = queryset.filter(**{f"{name}_id": value})
-        if params.get("status"):
-            statuses = params["status"].split(",")
-            unknown = [s for s in statuses if s not in Message.Status.values]
-            if unknown:
-                raise ValidationError({"status": [f"unknown status {unknown[0]!r}; use {', '.join(Message.Status.values)}"]})
-            queryset = queryset.filter(status__in=statuses)
-        if params.get("since"):
-            queryset = queryset.filter(received_at__gte=_when(params["since"], "since"))
-        if params.get("until"):
-            queryset = queryset.filter(received_at__lt=_when(params["until"], "until"))
-        if params.get("q"):
-            queryset = queryset.filter(body_text__icontains=params["q"])
-        return queryset.order_by("-received_at")
+        return filter_messages(queryset, self.request.query_params)
 
     @extend_schema(responses={(200, "application/octet-stream"): bytes})
     @action(detail=True, methods=["get"])

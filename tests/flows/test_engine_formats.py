@@ -6,20 +6,12 @@ from pathlib import Path
 import orjson
 import pytest
 
-from flows import engine
 from flows.engine import execute
 from flows.models import Flow
 from formats.models import Format
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 
-
-@pytest.fixture(autouse=True)
-def _fresh_mapping_cache():
-    # Compiled mappings are cached by (flow id, version); ids repeat across rolled-back tests.
-    engine._cache.clear()
-    yield
-    engine._cache.clear()
 
 
 @pytest.fixture

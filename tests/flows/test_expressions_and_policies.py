@@ -10,7 +10,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from flows import engine
 from flows.engine import RunFailure, execute
 from flows.expressions import ExpressionError, Scope, compile_expression
 from flows.mapping import FieldError, MappingError, compile_mapping
@@ -19,12 +18,6 @@ from formats.models import Format
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 
-
-@pytest.fixture(autouse=True)
-def _fresh_mapping_cache():
-    engine._cache.clear()
-    yield
-    engine._cache.clear()
 
 
 def evaluate(text, record=None, lookups=None, **scope):

@@ -109,3 +109,32 @@ def test_a_preview_without_payload_uses_the_format_sample_or_says_what_is_missin
     json_format.save()
     response = api.post("/api/v1/flows/preview", {"source_format": json_format.pk, "mapping": mapping}, format="json")
     assert response.json()["records"] == [{"a": 5}]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_database_lookup_is_read_once_per_run_through_a_connection(api, user, other_user, json_format, tmp_path):
+    import sqlalchemy as sa
+
+    from connections.models import Connection
+    from connections.transports.database import engine_for
+
+    url = f"sqlite:///{tmp_path / 'ref.sqlite3'}"
+    with engine_for({"url": url}, {}).begin() as db:
+        db.execute(sa.text("CREATE TABLE units (code TEXT PRIMARY KEY, name TEXT)"))
+        db.execute(sa.text("INSERT INTO units VALUES ('mg', 'milligram'), ('l', 'litre')"))
+    mine = Connection.objects.create(owner=user, name="ref", kind="database", options={"url": url})
+    theirs = Connection.objects.create(owner=other_user, name="theirs", kind="database", options={"url": url})
+    mapping = {"records": "[*]", "fields": [{"target": "unit", "expr": "$lookup('units', u)"}]}
+    lookups = {"units": {"$database": {"connection": mine.pk, "table": "units", "key": "code", "value": "name"}}}
+    answer = api.post("/api/v1/flows/preview", {"source_format": json_format.pk, "mapping": mapping, "lookups": lookups,
+                                                "sample": '[{"u": "mg"}, {"u": "l"}, {"u": "kg"}]'}, format="json")
+    assert answer.status_code == 200, answer.content
+    assert answer.json()["records"] == [{"unit": "milligram"}, {"unit": "litre"}, {"unit": None}]
+    made = api.post("/api/v1/flows/", {"name": "units", "source_format": json_format.pk, "mapping": mapping,
+                                       "lookups": {"units": {"$database": {**lookups["units"]["$database"], "connection": theirs.pk}}}},
+                    format="json")
+    assert made.status_code == 400 and "you may use" in made.json()["lookups"][0]
+    wrong = {"units": {"$database": {"connection": mine.pk, "table": "nope", "key": "code", "value": "name"}}}
+    answer = api.post("/api/v1/flows/preview", {"source_format": json_format.pk, "mapping": mapping, "lookups": wrong,
+                                                "sample": '[{"u": "mg"}]'}, format="json")
+    assert answer.status_code == 422 and "does not exist" in answer.json()["detail"]
