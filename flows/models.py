@@ -34,6 +34,8 @@ class Flow(models.Model):
     source_format = models.ForeignKey("formats.Format", on_delete=models.PROTECT, related_name="+")
     # How a timed flow reads its source connection (folder `pattern`, ...).
     source_options = models.JSONField(default=dict, blank=True)
+    # What the source connection remembers between timed runs (a database query's watermark).
+    source_state = models.JSONField(default=dict, blank=True, editable=False)
     mapping = models.JSONField(default=dict, blank=True)
     lookups = models.JSONField(default=dict, blank=True)
     on_error = models.CharField(max_length=20, choices=OnError.choices, default=OnError.REJECT_RECORD)

@@ -237,12 +237,15 @@ def run_timed_flow(flow_id: int, trigger: str = "cron") -> dict:
     connection = flow.source_connection
     if connection is not None:
         try:
-            for item in connection.transport.read(connection.options or {}, connection.secrets, flow.source_options or {}):
+            source = {**(flow.source_options or {}), "_state": flow.source_state or {}}
+            for item in connection.transport.read(connection.options or {}, connection.secrets, source):
                 message = Message(flow=flow, owner_id=flow.owner_id, method="READ", path=item.name[:300],
                                   content_type=item.content_type[:200], status=Message.Status.QUEUED, enqueued_at=now)
                 message.store_body(item.data)
                 message.save(force_insert=True)
                 item.done()  # only now may the source forget it
+                if item.state is not None:
+                    Flow.objects.filter(pk=flow.pk).update(source_state=item.state)
                 ids.append(str(message.pk))
                 read += 1
         except TransportError as exc:

@@ -42,6 +42,8 @@ class SourceItem:
     data: bytes
     content_type: str = ""
     done: Callable[[], None] = lambda: None
+    # What to remember for the next read once this item is stored (e.g. a watermark).
+    state: dict | None = None
 
 
 class Transport:

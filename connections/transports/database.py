@@ -13,7 +13,11 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from datetime import date, datetime
+from decimal import Decimal
 
+import orjson
+import psycopg
+from psycopg import sql
 from sqlalchemy import (
     BigInteger,
     Boolean,
@@ -28,11 +32,12 @@ from sqlalchemy import (
     exc,
     inspect,
     select,
+    text,
 )
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.engine import URL, Engine, make_url
 
-from . import Delivery, Transport, TransportError, register_transport
+from . import Delivery, SourceItem, Transport, TransportError, register_transport
 
 DRIVERS = {"postgresql": "postgresql+psycopg", "postgres": "postgresql+psycopg", "mysql": "mysql+pymysql",
            "mariadb": "mysql+pymysql", "sqlite": "sqlite"}
@@ -110,6 +115,23 @@ def _upsert(table: Table, dialect: str, key: list[str], columns: list[str]):
     raise TransportError(f"upsert is not available on {dialect}")
 
 
+def _copy(connection, table: Table, fields: list[str], records: list[dict]) -> None:
+    """Plain inserts on PostgreSQL go through COPY (several times faster than INSERT batches);
+    names are quoted by psycopg's sql.Identifier, values sent as COPY data, never as SQL."""
+    target = sql.Identifier(table.schema, table.name) if table.schema else sql.Identifier(table.name)
+    statement = sql.SQL("COPY {} ({}) FROM STDIN").format(target, sql.SQL(", ").join(map(sql.Identifier, fields)))
+    cursor = connection.connection.driver_connection.cursor()
+    with cursor.copy(statement) as copy:
+        for record in records:
+            copy.write_row([record.get(f) for f in fields])
+
+
+def _json_value(value):
+    if isinstance(value, Decimal):
+        return str(value)
+    raise TypeError
+
+
 def _rows(table: Table, delivery: Delivery) -> list[dict]:
     """Each record as a row; ISO 8601 text (how mappings write dates) becomes a date for date columns."""
     converters = {}
@@ -167,10 +189,10 @@ class DatabaseTransport(Transport):
             unknown = [f for f in delivery.fields if f not in known]
             if unknown:
                 raise TransportError(f"table {table.name!r} has no column {unknown[0]!r}; its columns: {', '.join(sorted(known))}")
-            rows = _rows(table, delivery)
-            if not rows:
+            if not delivery.records:
                 return f"no rows for table {table.name}"
             mode = destination.get("mode") or "insert"
+            copy = mode == "insert" and engine.dialect.name == "postgresql"
             if mode == "upsert":
                 key = destination.get("key") or []
                 if not key or any(k not in known for k in key):
@@ -179,14 +201,56 @@ class DatabaseTransport(Transport):
             else:
                 statement = table.insert()
             with engine.begin() as connection:
-                for start in range(0, len(rows), BATCH_ROWS):
-                    connection.execute(statement, rows[start:start + BATCH_ROWS])
+                if copy:  # PostgreSQL reads ISO 8601 text for its date columns itself
+                    _copy(connection, table, delivery.fields, delivery.records)
+                else:
+                    rows = _rows(table, delivery)
+                    for start in range(0, len(rows), BATCH_ROWS):
+                        connection.execute(statement, rows[start:start + BATCH_ROWS])
         except exc.OperationalError as error:
             raise TransportError(_describe(error, engine.url), retryable=True) from None
         except exc.SQLAlchemyError as error:
             raise TransportError(_describe(error, engine.url)) from None
+        except psycopg.Error as error:  # raised by COPY, below SQLAlchemy
+            raise TransportError(_describe(error, engine.url)) from None
         verb = "upserted" if mode == "upsert" else "inserted"
-        return f"{verb} {len(rows)} rows into {table.name}"
+        return f"{verb} {len(delivery.records)} rows into {table.name}"
+
+    source_options_schema = {
+        "type": "object",
+        "properties": {
+            "query": {"type": "string", "minLength": 1,
+                      "title": "SELECT for a timed flow; :since is the last run's watermark"},
+            "watermark": {"type": "string", "title": "Column whose largest value becomes the next :since"},
+            "start": {"type": ["string", "number"], "title": ":since on the first run"},
+        },
+        "required": ["query"],
+    }
+
+    def read(self, options, secrets, source):
+        """The query's rows as one JSON array; with a watermark, only rows newer than the last run's."""
+        query = source.get("query")
+        if not query:
+            raise TransportError("a timed flow reading a database needs source option 'query'")
+        watermark = source.get("watermark")
+        since = (source.get("_state") or {}).get("watermark", source.get("start"))
+        engine = engine_for(options, secrets)
+        try:
+            with engine.connect() as connection:
+                result = connection.execute(text(query), {"since": since} if ":since" in query else {})
+                rows = [dict(row._mapping) for row in result]
+        except exc.SQLAlchemyError as error:
+            raise TransportError(_describe(error, engine.url), retryable=isinstance(error, exc.OperationalError)) from None
+        if not rows:
+            return
+        state = None
+        if watermark:
+            if watermark not in rows[0]:
+                raise TransportError(f"the query's rows have no column {watermark!r} to keep as the watermark")
+            newest = max(row[watermark] for row in rows if row[watermark] is not None)
+            state = {"watermark": newest.isoformat() if hasattr(newest, "isoformat") else newest}
+        data = orjson.dumps(rows, default=_json_value)
+        yield SourceItem(f"query: {len(rows)} rows", data, "application/json", state=state)
 
     def test(self, options, secrets) -> str:
         engine = engine_for(options, secrets)

@@ -121,3 +121,12 @@ def test_a_flow_writes_mapped_rows_and_a_replay_updates_them(user, json_format, 
     execute(flow, body, message_id="m1")  # delivered twice (a retry): still two rows
     assert sorted(rows(engine, "obs"), key=lambda r: r["id"]) == [{"id": 1, "value": 5.4, "unit": "mmol/L"},
                                                                   {"id": 2, "value": 7, "unit": "mg/dL"}]
+
+
+def test_a_value_the_column_cannot_hold_is_a_clear_error(target_db):
+    options, table, engine = target_db
+    database.write(options, {}, {"table": table, "create_table": True},
+                   delivery([{"id": 1, "day": "2026-01-02"}], {"id": "integer", "day": "date"}))
+    with pytest.raises(TransportError) as caught:
+        database.write(options, {}, {"table": table}, delivery([{"id": 2, "day": "someday"}], {"id": "integer", "day": "date"}))
+    assert "someday" in caught.value.reason or "date" in caught.value.reason

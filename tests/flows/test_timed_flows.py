@@ -87,3 +87,32 @@ def test_a_source_that_cannot_be_read_leaves_a_failed_run(user, json_format, tmp
     assert run_timed_flow(flow.pk, trigger="manual") == {"queued": 0, "read": 0}
     run = flow.runs.get()
     assert run.status == "failed" and "does not exist" in run.error
+
+
+def test_a_database_source_reads_only_rows_newer_than_the_last_run(user, json_format, tmp_path):
+    import sqlalchemy as sa
+
+    from connections.transports.database import engine_for
+
+    url = f"sqlite:///{tmp_path / 'erp.sqlite3'}"
+    engine = engine_for({"url": url}, {})
+    with engine.begin() as db:
+        db.execute(sa.text("CREATE TABLE orders (id INTEGER, total NUMERIC, changed TEXT)"))
+        db.execute(sa.text("INSERT INTO orders VALUES (1, 10.5, '2026-11-01T10:00'), (2, 7, '2026-11-02T10:00')"))
+    source = Connection.objects.create(owner=user, name="erp", kind="database", options={"url": url})
+    flow = Flow.objects.create(owner=user, name="orders", source_connection=source, source_format=json_format,
+                               trigger="manual", source_options={
+                                   "query": "SELECT id, total, changed FROM orders WHERE changed > :since ORDER BY changed",
+                                   "watermark": "changed", "start": "1970-01-01"},
+                               mapping={"records": "[*]", "fields": [{"target": "id", "source": "id"}]})
+    assert run_timed_flow(flow.pk, trigger="manual")["read"] == 1
+    first = Message.objects.get(flow=flow)
+    assert [row["id"] for row in json.loads(first.read_body())] == [1, 2] and first.status == "succeeded"
+    flow.refresh_from_db()
+    assert flow.source_state == {"watermark": "2026-11-02T10:00"}
+    assert run_timed_flow(flow.pk, trigger="manual")["read"] == 0  # nothing new
+    with engine.begin() as db:
+        db.execute(sa.text("INSERT INTO orders VALUES (3, 1, '2026-11-03T09:00')"))
+    assert run_timed_flow(flow.pk, trigger="manual")["read"] == 1
+    newest = Message.objects.filter(flow=flow).order_by("-received_at").first()
+    assert [row["id"] for row in json.loads(newest.read_body())] == [3]
