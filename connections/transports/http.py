@@ -119,6 +119,23 @@ def _failure(response: httpx.Response, host: str) -> TransportError:
                           retryable=response.status_code in RETRY_STATUSES)
 
 
+def _check_reply(response: httpx.Response, rules: dict, host: str) -> None:
+    """Read the reply with the format its content type maps to: a service answering 200 with
+    a body it did not mean (an HTML error page, broken JSON) fails the delivery."""
+    from formats.codecs import CodecError, codecs
+
+    media = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
+    kind = rules.get(media) or rules.get("*")
+    if not kind or not response.content:
+        return
+    if kind not in codecs:
+        raise TransportError(f"reply_formats names {kind!r}, which is not a format kind")
+    try:
+        codecs.get(kind).validate(response.content, {})
+    except CodecError as exc:
+        raise TransportError(f"{host} answered {response.status_code} with a {media or 'body'} that is not valid {kind}: {exc}") from None
+
+
 @register_transport
 class HttpTransport(Transport):
     kind = "http"
@@ -144,6 +161,10 @@ class HttpTransport(Transport):
         "properties": {
             "empty": {"enum": ["ignore", "warn", "fail"], "default": "ignore", "title": "When the reply is empty"},
             "answer": {"enum": ["output", "reply"], "default": "output", "title": "What a sync caller gets"},
+            "reply_formats": {
+                "type": "object", "additionalProperties": {"type": "string"},
+                "title": "Reply checks by content type, e.g. {\"application/json\": \"json\", \"text/xml\": \"xml\"}",
+            },
         },
     }
     secret_options = ("password", "token", "api_key")
@@ -158,6 +179,7 @@ class HttpTransport(Transport):
             if destination["empty"] == "fail":
                 raise TransportError(f"{host} answered {response.status_code} with an empty body")
             description += "; warning: the reply was empty"
+        _check_reply(response, destination.get("reply_formats") or {}, host)
         if destination.get("answer") == "reply":
             content_type = response.headers.get("Content-Type", "application/octet-stream")
             return Reply(description, response.status_code, content_type, response.content)

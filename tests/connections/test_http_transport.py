@@ -174,3 +174,11 @@ def test_a_flow_delivers_to_http_and_a_sync_caller_gets_the_reply(server, user, 
     answer = client.post("/listen/relay", b'{"a": 7}', content_type="application/json", HTTP_AUTHORIZATION=auth)
     assert answer.status_code == 200 and answer.json() == {"ok": True, "got": len(b'{"a":7}')}
     assert json.loads(Recorder.calls[0]["body"]) == {"a": 7}
+
+
+def test_reply_formats_catch_a_reply_that_is_not_what_it_says(server):
+    assert "answered 200" in str(deliver(server + "/json", {"reply_formats": {"application/json": "json"}}, retries=0))
+    assert "answered 200" in str(deliver(server + "/xml", {"reply_formats": {"application/xml": "xml"}}, retries=0))
+    with pytest.raises(TransportError) as caught:
+        deliver(server + "/xml", {"reply_formats": {"*": "json"}}, retries=0)
+    assert "not valid json" in caught.value.reason
