@@ -61,6 +61,9 @@ class Listener(models.Model):
         default=list, blank=True,
         help_text="Web origins (https://app.example.com) whose pages may push from a browser; '*' for any; empty: none.",
     )
+    dedupe_window_seconds = models.PositiveIntegerField(
+        default=0, help_text="A payload identical to one accepted this many seconds before (and without an "
+                             "Idempotency-Key) gets the first one's receipt; 0: off.")
     retention_days = models.PositiveIntegerField(
         default=30, help_text="Finished messages older than this many days are deleted with their runs; 0: kept forever.")
     rate_limit = models.FloatField(default=0, help_text="Requests per second per web process; 0: no limit.")

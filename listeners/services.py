@@ -6,6 +6,7 @@ down) without losing anything: the sweeper publishes every message still queued.
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 from datetime import timedelta
 
@@ -44,6 +45,18 @@ def first_with_key(listener: Listener, key: str) -> Message | None:
     if not key:
         return None
     return Message.objects.filter(listener=listener, idempotency_key=key).defer("body", "body_text").first()
+
+
+def first_with_same_body(listener: Listener, data: bytes) -> Message | None:
+    """With the listener's dedupe window on, the message it accepted with these exact bytes
+    within the window, if any. (Two identical requests at the very same moment may both be
+    kept: the window is a check, not a lock; an Idempotency-Key is exact.)"""
+    if not listener.dedupe_window_seconds:
+        return None
+    since = timezone.now() - timedelta(seconds=listener.dedupe_window_seconds)
+    digest = hashlib.sha256(data).hexdigest()
+    return (Message.objects.filter(listener=listener, sha256=digest, received_at__gte=since)
+            .exclude(status=Message.Status.REJECTED).order_by("received_at").defer("body", "body_text").first())
 
 
 def record_rejection(listener: Listener | None, message: Message, status: int, reason: str, data: bytes = b"") -> None:

@@ -25,7 +25,7 @@ from .body import BodyError, decode_content_encoding, read_body
 from .cache import cached_listener
 from .limits import LimitExceeded, concurrency_slot, should_keep_refusal, take_token
 from .models import Listener, Message, valid_path
-from .services import accept_message, first_with_key, record_rejection
+from .services import accept_message, first_with_key, first_with_same_body, record_rejection
 from .signatures import SignatureError, verify_signature
 
 log = logging.getLogger(__name__)
@@ -227,7 +227,8 @@ def _ingest(request, listener: Listener, message: Message) -> HttpResponse:
 
     sync = listener.mode == Listener.Mode.SYNC
     try:
-        first = first_with_key(listener, message.idempotency_key)
+        first = first_with_key(listener, message.idempotency_key) or (
+            None if message.idempotency_key else first_with_same_body(listener, data))
         if first is not None:
             return _replay(request, listener, first)
         accept_message(listener, message, data, queue=not sync)

@@ -62,3 +62,23 @@ def test_concurrent_duplicates_store_one_message(user, async_flow):
         ids = set(pool.map(push, range(12)))
     assert len(ids) == 1
     assert Message.objects.filter(idempotency_key="burst").count() == 1
+
+
+def test_a_body_repeated_within_the_dedupe_window_gets_the_first_receipt(client, user, async_flow):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from listeners.models import Listener
+
+    Listener.objects.filter(pk=async_flow.listener_id).update(dedupe_window_seconds=60)
+    auth = f"Bearer {token_for(user)}"
+    first = client.post("/listen/patients", BODY, content_type="application/json", HTTP_AUTHORIZATION=auth)
+    again = client.post("/listen/patients", BODY, content_type="application/json", HTTP_AUTHORIZATION=auth)
+    assert again.json()["message_id"] == first.json()["message_id"] and again["Idempotent-Replayed"] == "true"
+    other = client.post("/listen/patients", BODY.replace("Once", "Twice"), content_type="application/json", HTTP_AUTHORIZATION=auth)
+    assert other.json()["message_id"] != first.json()["message_id"]
+    Message.objects.filter(pk=first.json()["message_id"]).update(received_at=timezone.now() - timedelta(seconds=120))
+    later = client.post("/listen/patients", BODY, content_type="application/json", HTTP_AUTHORIZATION=auth)
+    assert later.json()["message_id"] != first.json()["message_id"]  # outside the window: a new message
+    assert Message.objects.count() == 3 and FlowRun.objects.count() == 3
