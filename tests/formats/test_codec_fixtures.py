@@ -1,49 +1,11 @@
-"""Codecs read the fixture payloads in tests/fixtures/<kind>/ as expected.
-
-Each case is `<name>.input.<ext>` with `<name>.expected.json` (the list of documents
-read) or `<name>.error.txt` (text the error must contain, `|`-separated), and an
-optional `<name>.options.json`.
-"""
-import json
-from pathlib import Path
+"""Round-trip properties of the JSON and CSV codecs and their writing rules (the fixture
+cases of every codec are in test_codec_kind_fixtures.py)."""
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from formats.codecs import CodecError, codecs
-
-FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
-KINDS = ["json", "csv"]
-CASES = sorted((kind, path) for kind in KINDS for path in (FIXTURES / kind).glob("*.input.*"))
-
-
-def assert_codec_reads(kind: str, input_path: Path) -> None:
-    stem = input_path.name.split(".input.")[0]
-    options_file = input_path.with_name(f"{stem}.options.json")
-    options = json.loads(options_file.read_text()) if options_file.exists() else {}
-    codec = codecs.get(kind)
-    expected_file = input_path.with_name(f"{stem}.expected.json")
-    if expected_file.exists():
-        assert list(codec.read(input_path.read_bytes(), options)) == json.loads(expected_file.read_text(encoding="utf-8"))
-        return
-    wanted = input_path.with_name(f"{stem}.error.txt").read_text().strip().split("|")
-    with pytest.raises(CodecError) as error:
-        list(codec.read(input_path.read_bytes(), options))
-    for part in wanted:
-        assert part in str(error.value), (str(error.value), part)
-
-
-@pytest.mark.parametrize("kind, path", CASES, ids=[f"{k}/{p.name}" for k, p in CASES])
-def test_fixture(kind, path):
-    assert_codec_reads(kind, path)
-
-
-def test_every_fixture_has_an_expectation():
-    for _, path in CASES:
-        stem = path.name.split(".input.")[0]
-        assert any(path.with_name(f"{stem}.{end}").exists() for end in ("expected.json", "error.txt")), path
-
 
 cells = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=12)
 
@@ -109,7 +71,7 @@ def test_csv_skip_rows_escape_and_dialect():
 
 
 def test_csv_write_in_an_encoding_that_cannot_hold_a_character_is_a_codec_error():
-    from formats.codecs import CodecError, codecs
+    from formats.codecs import codecs
 
     with pytest.raises(CodecError) as caught:
         codecs.get("csv").write([{"a": "日本"}], ["a"], {"encoding": "latin-1"}, False)
@@ -118,7 +80,7 @@ def test_csv_write_in_an_encoding_that_cannot_hold_a_character_is_a_codec_error(
 
 @given(st.binary(max_size=300), st.sampled_from(["utf-8", "latin-1", "utf-16", "cp1252"]), st.integers(1, 7))
 def test_streamed_lines_decode_like_the_whole_payload(data, encoding, chunk):
-    from formats.codecs import CodecError, decode_text
+    from formats.codecs import decode_text
     from formats.codecs import text as text_module
 
     old, text_module.CHUNK_BYTES = text_module.CHUNK_BYTES, chunk  # tiny chunks: characters split across reads

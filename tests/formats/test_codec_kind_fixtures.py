@@ -1,4 +1,4 @@
-"""The xml, fixed, hl7v2 and fhir codecs read the payloads in tests/fixtures/<kind>/ as expected.
+"""Every codec reads the payloads in tests/fixtures/<kind>/ as expected.
 
 Each case is `<name>.input.<ext>` with `<name>.expected.json` (the list of documents
 read) or `<name>.error.txt` (text the error must contain, `|`-separated; a refused
@@ -12,7 +12,7 @@ import pytest
 from formats.codecs import CodecError, codecs
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
-KINDS = ["xml", "fixed", "hl7v2", "fhir"]
+KINDS = ["json", "csv", "xml", "fixed", "hl7v2", "fhir"]
 CASES = sorted((kind, path) for kind in KINDS for path in (FIXTURES / kind).glob("*.input.*"))
 
 
