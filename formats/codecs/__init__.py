@@ -68,13 +68,20 @@ BOMS = ((b"\xef\xbb\xbf", "utf-8"), (b"\xff\xfe\x00\x00", "utf-32-le"), (b"\x00\
         (b"\xff\xfe", "utf-16-le"), (b"\xfe\xff", "utf-16-be"))
 
 
+def byte_order_mark(head: bytes, encoding: str) -> tuple[int, str]:
+    """(length of the byte-order mark `head` starts with, the encoding it names), or
+    (0, `encoding`) without one: a mark decides before any declared charset."""
+    for bom, bom_encoding in BOMS:
+        if head.startswith(bom):
+            return len(bom), bom_encoding
+    return 0, encoding
+
+
 def decode_text(data: bytes, encoding: str) -> str:
     """Bytes to text: a byte-order mark decides first, then `encoding` (the request's
     charset or the format's option). Bad bytes are an error naming their offset."""
-    for bom, bom_encoding in BOMS:
-        if data.startswith(bom):
-            data, encoding = data[len(bom):], bom_encoding
-            break
+    skip, encoding = byte_order_mark(data[:4], encoding)
+    data = data[skip:]
     try:
         return data.decode(encoding)
     except LookupError:

@@ -12,7 +12,7 @@ import sys
 from collections.abc import Iterator
 from typing import BinaryIO
 
-from . import BOMS, CodecError
+from . import CodecError, byte_order_mark
 
 CHUNK_BYTES = 1 << 16
 
@@ -32,10 +32,8 @@ def text_lines(data: bytes | BinaryIO, encoding: str) -> Iterator[str]:
     a form feed or U+2028 inside a field is data. A byte-order mark decides the encoding."""
     source = stream(data)
     head = source.read(4)
-    for bom, bom_encoding in BOMS:
-        if head.startswith(bom):
-            head, encoding = head[len(bom):], bom_encoding
-            break
+    skip, encoding = byte_order_mark(head, encoding)
+    head = head[skip:]
     try:
         name = stdlib_codecs.lookup(encoding).name
     except LookupError:
@@ -76,12 +74,8 @@ def text_stream(data: bytes | BinaryIO, encoding: str) -> tuple[io.TextIOWrapper
     untranslated. Returns it with the encoding chosen (a byte-order mark decides)."""
     source = stream(data)
     head = source.read(4)
-    source.seek(source.tell() - len(head))
-    for bom, bom_encoding in BOMS:
-        if head.startswith(bom):
-            encoding = "utf-8-sig" if bom_encoding == "utf-8" else bom_encoding
-            source.seek(source.tell() + len(bom))
-            break
+    skip, encoding = byte_order_mark(head, encoding)
+    source.seek(source.tell() - len(head) + skip)
     try:
         stdlib_codecs.lookup(encoding)
     except LookupError:
