@@ -16,8 +16,7 @@ from connections.transports import Delivery, TransportError
 from formats.codecs import Codec, CodecError
 
 from .expressions import RUN_TABLES, Scope
-from .lookups import LookupError_ as LookupTableError
-from .lookups import database_tables
+from .lookups import LookupTableError, database_tables
 from .lookups import resolve as resolve_lookups
 from .mapping import CompiledMapping, FieldError, MappingError, compile_mapping
 from .models import Flow
@@ -48,6 +47,7 @@ class RunResult:
     log: list[str] = field(default_factory=list)
     records: list[dict] = field(default_factory=list)
     targets: list[str] = field(default_factory=list)
+    field_types: dict[str, str] = field(default_factory=dict)
     # The whole payload mapped to one record: a JSON answer is that object, not a list.
     single: bool = False
     filtered: int = 0
@@ -177,6 +177,7 @@ def _finish(result: RunResult, mapping: CompiledMapping, codec, source) -> RunRe
                     seen.add(key)
                     targets.append(key)
     result.targets = targets
+    result.field_types = {f.target: f.type for f in mapping.fields if f.type}
     return result
 
 
@@ -208,8 +209,8 @@ def execute(flow: Flow, data: bytes, message_id: str = "", run_id: int | None = 
             "date": now.strftime("%Y-%m-%d"),
             "time": now.strftime("%H%M%S"),
         }
-        types = {f.target: f.type for f in compiled_mapping(flow).fields if f.type}
-        delivery = Delivery(result.output, result.content_type, placeholders, result.records, result.targets, types)
+        delivery = Delivery(result.output, result.content_type, placeholders, result.records, result.targets,
+                            result.field_types)
         try:
             where = connection.transport.write(connection.options or {}, connection.secrets, flow.destination_options or {}, delivery)
         except TransportError as exc:

@@ -17,7 +17,7 @@ MAX_ROWS = 100_000
 MARK = "$database"
 
 
-class LookupError_(Exception):
+class LookupTableError(Exception):
     """A lookup table that cannot be read; `reason` names it."""
 
     def __init__(self, reason: str):
@@ -47,10 +47,10 @@ def resolve(lookups: dict, visible_connections) -> dict:
     for name, spec in database_tables(lookups).items():
         problem = check_spec(name, spec)
         if problem:
-            raise LookupError_(problem)
+            raise LookupTableError(problem)
         connection = visible_connections.filter(pk=spec["connection"], kind="database").first()
         if connection is None:
-            raise LookupError_(f"lookup {name!r}: database connection {spec['connection']} is not one this flow may use")
+            raise LookupTableError(f"lookup {name!r}: database connection {spec['connection']} is not one this flow may use")
         tables[name] = _read(name, connection, spec)
     return tables
 
@@ -60,15 +60,15 @@ def _read(name: str, connection: Connection, spec: dict) -> dict:
         engine = engine_for(connection.options or {}, connection.secrets)
         table = Table(spec["table"], MetaData(), autoload_with=engine)
         if spec["key"] not in table.c or spec["value"] not in table.c:
-            raise LookupError_(f"lookup {name!r}: table {spec['table']!r} has no column {spec['key']!r} or {spec['value']!r}")
+            raise LookupTableError(f"lookup {name!r}: table {spec['table']!r} has no column {spec['key']!r} or {spec['value']!r}")
         with engine.connect() as db:
             rows = db.execute(select(table.c[spec["key"]], table.c[spec["value"]]).limit(MAX_ROWS + 1)).all()
     except TransportError as error:
-        raise LookupError_(f"lookup {name!r}: {error.reason}") from None
+        raise LookupTableError(f"lookup {name!r}: {error.reason}") from None
     except exc.NoSuchTableError:
-        raise LookupError_(f"lookup {name!r}: table {spec['table']!r} does not exist") from None
+        raise LookupTableError(f"lookup {name!r}: table {spec['table']!r} does not exist") from None
     except exc.SQLAlchemyError as error:
-        raise LookupError_(f"lookup {name!r}: the database failed: {str(getattr(error, 'orig', error))[:200]}") from None
+        raise LookupTableError(f"lookup {name!r}: the database failed: {str(getattr(error, 'orig', error))[:200]}") from None
     if len(rows) > MAX_ROWS:
-        raise LookupError_(f"lookup {name!r}: more than {MAX_ROWS} rows; use a smaller table or a view")
+        raise LookupTableError(f"lookup {name!r}: more than {MAX_ROWS} rows; use a smaller table or a view")
     return {str(key): value for key, value in rows}
