@@ -30,9 +30,15 @@ def claim_message(message_id) -> bool:
     now = timezone.now()
     due = (Message.objects.filter(pk=message_id, status=Message.Status.QUEUED)
            .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)))
-    flow = Flow.objects.filter(messages__pk=message_id).only("pk", "ordering", "concurrency").first()
-    if flow is None or (flow.ordering == "none" and not flow.concurrency):
-        return due.update(status=Message.Status.RUNNING, claimed_at=now, attempts=F("attempts") + 1) == 1
+    claim = {"status": Message.Status.RUNNING, "claimed_at": now, "attempts": F("attempts") + 1}
+    # Most flows neither order nor cap their runs: one conditional UPDATE claims, no flow lookup first.
+    unordered = Q(flow__isnull=True) | Q(flow__ordering="none", flow__concurrency=0)
+    if due.filter(unordered).update(**claim) == 1:
+        return True
+    flow = (Flow.objects.filter(messages__pk=message_id).exclude(ordering="none", concurrency=0)
+            .only("pk", "ordering", "concurrency").first())
+    if flow is None:
+        return False  # claimed by another delivery, or not due
     with transaction.atomic():
         # One claim at a time per flow (a row lock on PostgreSQL; SQLite writes one at a time anyway).
         Flow.objects.select_for_update().filter(pk=flow.pk).values_list("pk", flat=True).first()
@@ -52,7 +58,7 @@ def claim_message(message_id) -> bool:
                 return False
         if flow.concurrency and running >= flow.concurrency:
             return False
-        return due.update(status=Message.Status.RUNNING, claimed_at=now, attempts=F("attempts") + 1) == 1
+        return due.update(**claim) == 1
 
 
 def wake_next_of(flow_id: int) -> None:
