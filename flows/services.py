@@ -12,7 +12,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from connections.transports import TransportError
-from listeners.dispatch import publish_many
+from listeners.dispatch import PUBLISH_BATCH, publish_many
 from listeners.models import Message
 
 from .engine import RunFailure, RunResult, execute
@@ -258,7 +258,7 @@ def run_timed_flow(flow_id: int, trigger: str = "cron") -> dict:
             log.warning("timed flow %s could not read %s: %s", flow.pk, connection.name, exc.reason)
             FlowRun.objects.create(flow=flow, trigger=trigger, status=FlowRun.Status.FAILED, finished_at=timezone.now(),
                                    error=f"reading {connection.name!r} failed: {exc.reason}")
-    for start in range(0, len(ids), 20):
-        batch = ids[start:start + 20]
+    for start in range(0, len(ids), PUBLISH_BATCH):
+        batch = ids[start:start + PUBLISH_BATCH]
         transaction.on_commit(lambda batch=batch: publish_many(batch))
     return {"queued": queued, "read": read}
