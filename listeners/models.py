@@ -185,6 +185,24 @@ class Message(models.Model):
     def __str__(self) -> str:
         return f"{self.id} {self.status}"
 
+    @classmethod
+    def fresh(cls, **values) -> Message:
+        """A new, unsaved message from these field values (by attname) and the fields' defaults.
+
+        Built through Model.__init__'s positional fast path: the ingest path makes one per
+        request, and keyword construction (a default looked up and a descriptor set per
+        field) cost about a fifth of the whole view.
+        """
+        row = []
+        for attname, default in _fresh_defaults(cls):
+            if attname in values:
+                row.append(values.pop(attname))
+            else:
+                row.append(default() if callable(default) else default)
+        if values:
+            raise TypeError(f"unknown Message fields: {', '.join(values)}")
+        return cls(*row)
+
     def store_body(self, data: bytes) -> None:
         """Keep `data` inline when small, in a file (flushed to disk) when large."""
         self.size = len(data)
@@ -219,3 +237,20 @@ class Message(models.Model):
         if self.body_text is not None:
             return self.body_text.encode("utf-8")
         return bytes(self.body or b"")
+
+
+def _fresh_defaults(model) -> list[tuple[str, object]]:
+    """(attname, default or a callable making it) for each concrete field, in field order."""
+    cached = model.__dict__.get("_fresh_defaults_cache")
+    if cached is None:
+        cached = []
+        for field in model._meta.concrete_fields:
+            if field.has_default():
+                default = field.default
+            elif field.null or field.is_relation:
+                default = None
+            else:
+                default = field.get_default()
+            cached.append((field.attname, default))
+        model._fresh_defaults_cache = cached
+    return cached

@@ -14,6 +14,7 @@ from xml.sax.saxutils import escape
 
 import orjson
 from django.conf import settings
+from django.core.exceptions import DisallowedHost
 from django.db import DatabaseError, IntegrityError
 from django.http import HttpResponse
 from django.views.decorators.csrf import csrf_exempt
@@ -78,7 +79,7 @@ def _request_headers(request, listener: Listener) -> dict:
 
 def _new_message(request, listener: Listener) -> Message:
     content_type = request.META.get("CONTENT_TYPE", "")
-    return Message(
+    return Message.fresh(
         method=request.method,
         path=request.path[:300],
         query=request.META.get("QUERY_STRING", ""),
@@ -160,6 +161,10 @@ def ingest(request, path: str):
         return fault_response(503, "the message store is unavailable; retry later", headers={"Retry-After": "5"})
     if listener is None:
         return fault_response(404, f"no enabled listener at /listen/{path}")
+    try:
+        _origin(request)  # the receipt names this host: refuse one not allowed before anything is kept
+    except DisallowedHost as exc:
+        return fault_response(400, f"bad request: {str(exc)[:200]}", listener=listener)
     origin = request.META.get("HTTP_ORIGIN", "")
     if request.method == "OPTIONS" and origin and "HTTP_ACCESS_CONTROL_REQUEST_METHOD" in request.META:
         return _preflight(request, listener, origin)
@@ -243,8 +248,27 @@ def _ingest(request, listener: Listener, message: Message) -> HttpResponse:
     return _accepted(request, message)
 
 
+# The request headers that decide what build_absolute_uri answers (Host is checked against ALLOWED_HOSTS there).
+_ORIGIN_KEYS = ("wsgi.url_scheme", "HTTP_HOST", "SERVER_NAME", "SERVER_PORT", "HTTP_X_FORWARDED_PROTO",
+                "HTTP_X_FORWARDED_HOST", "HTTP_X_FORWARDED_PORT")
+_origins: dict[tuple, str] = {}
+
+
+def _origin(request) -> str:
+    """`scheme://host` of this request as build_absolute_uri gives it, remembered per distinct
+    set of headers: under load every request of a partner carries the same ones."""
+    key = tuple(request.META.get(name) for name in _ORIGIN_KEYS)
+    origin = _origins.get(key)
+    if origin is None:
+        origin = request.build_absolute_uri("/")[:-1]
+        if len(_origins) >= 256:
+            _origins.clear()
+        _origins[key] = origin
+    return origin
+
+
 def _accepted(request, message: Message) -> HttpResponse:
-    status_url = request.build_absolute_uri(f"/api/v1/messages/{message.pk}/")
+    status_url = f"{_origin(request)}/api/v1/messages/{message.pk}/"
     response = HttpResponse(orjson.dumps({"message_id": str(message.pk), "status_url": status_url}),
                             status=202, content_type="application/json")
     response["X-Message-Id"] = str(message.pk)

@@ -16,12 +16,13 @@ transaction and might wait on its lock.
 from __future__ import annotations
 
 import logging
+import operator
 import os
 import queue
 import threading
 import time
 
-from django.db import DatabaseError, OperationalError, close_old_connections, connection, transaction
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, OperationalError, close_old_connections, connection, connections, models, transaction
 
 from .models import Message
 
@@ -147,18 +148,38 @@ def insert_messages(messages: list[Message]) -> None:
 
     The same values the ORM would write (each field's pre_save and database
     preparation), without building the statement anew for every row: under load,
-    bulk_create's SQL compiler cost more than the database itself.
+    bulk_create's SQL compiler cost more than the database itself. Fields whose
+    preparation leaves a value as it is (text, integers, foreign keys) are read
+    straight from the instance.
     """
+    db = connections[DEFAULT_DB_ALIAS]  # the thread's own wrapper, not the proxy looked up per field
+    quote = db.ops.quote_name
     fields = Message._meta.concrete_fields
-    quote = connection.ops.quote_name
     sql = (f"INSERT INTO {quote(Message._meta.db_table)} ({', '.join(quote(f.column) for f in fields)}) "
            f"VALUES ({', '.join(['%s'] * len(fields))})")
-    rows = [[f.get_db_prep_save(f.pre_save(m, True), connection) for f in fields] for m in messages]
-    with connection.cursor() as cursor:
+    prepare = [_value_reader(f, db) for f in fields]
+    rows = [[read(m) for read in prepare] for m in messages]
+    with db.cursor() as cursor:
         cursor.executemany(sql, rows)
     for message in messages:
         message._state.adding = False
-        message._state.db = connection.alias
+        message._state.db = db.alias
+
+
+# Field classes whose pre_save and database preparation return a stored str/int (or None) unchanged.
+_PLAIN_FIELDS = (models.CharField, models.TextField, models.IntegerField)
+
+
+def _is_plain(field) -> bool:
+    if isinstance(field, models.ForeignKey):
+        return _is_plain(field.target_field)  # an integer key is plain, a UUID one is not
+    return isinstance(field, _PLAIN_FIELDS) and type(field).__module__.startswith("django.db.models")
+
+
+def _value_reader(field, db):
+    if _is_plain(field):
+        return operator.attrgetter(field.attname)
+    return lambda message: field.get_db_prep_save(field.pre_save(message, True), db)
 
 
 _writer = GroupWriter()

@@ -5,7 +5,9 @@ import json
 
 import pytest
 
+from config import wsgi
 from config.wsgi import application
+from listeners.models import Message
 from tests.conftest import token_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -47,3 +49,29 @@ def test_the_lean_route_answers_refusals(user, async_flow):
 def test_pages_keep_the_full_middleware():
     status, headers, _ = call("GET", "/login/")
     assert status == 200 and "csrftoken" in headers.get("set-cookie", "")
+
+
+def test_a_host_not_allowed_gets_400_and_nothing_is_kept(user, async_flow, settings):
+    settings.ALLOWED_HOSTS = ["pushflow.example"]
+    status, headers, content = call("POST", "/listen/patients", b'{"id": 1}', {
+        "CONTENT_TYPE": "application/json", "HTTP_AUTHORIZATION": f"Bearer {token_for(user)}", "HTTP_HOST": "evil.example"})
+    assert status == 400 and "evil.example" in json.loads(content)["error"]
+    assert not Message.objects.exists()
+
+
+def test_a_fault_inside_the_view_is_a_500_with_a_reason_not_a_crash(monkeypatch, caplog):
+    def broken(request, path):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(wsgi._lean, "ingest", broken)
+    status, headers, content = call("POST", "/listen/patients", b"{}")
+    assert status == 500 and headers["content-type"] == "application/json"
+    assert "retry later" in json.loads(content)["error"]
+    assert "boom" in caplog.text  # logged for the operator, not sent to the caller
+
+
+def test_the_request_leaves_no_connection_past_its_age(user, async_flow, monkeypatch):
+    closed = []
+    monkeypatch.setattr(wsgi, "close_old_connections", lambda: closed.append(True))
+    call("POST", "/listen/patients", b"{}", {"CONTENT_TYPE": "application/json"})
+    assert closed == [True]

@@ -91,3 +91,30 @@ def test_the_batch_insert_writes_what_the_orm_writes(user):
         {k: v for k, v in model_to_dict(stored_alone).items() if k not in skip}
     assert stored_batch.received_at is not None and stored_batch.headers == {"Accept": "ü"}
     assert stored_binary.read_body() == b"\x00\xff" and stored_batch.read_body() == b'{"x": 1}'
+
+
+def test_a_fresh_message_has_the_defaults_of_one_built_by_keyword(user):
+    listener = Listener.objects.create(owner=user, name="x", path="x")
+    fresh, keyword = Message.fresh(method="POST", path="/listen/x"), Message(method="POST", path="/listen/x")
+    fresh.listener = keyword.listener = listener
+    varying = ("id", "received_at", "_state")
+    assert {k: v for k, v in vars(fresh).items() if k not in varying} == \
+        {k: v for k, v in vars(keyword).items() if k not in varying}
+    assert fresh.pk != keyword.pk and fresh.headers is not keyword.headers  # callables give new values
+    with pytest.raises(TypeError, match="nonsense"):
+        Message.fresh(nonsense=1)
+
+
+def test_a_queued_message_batch_inserted_reads_back_field_for_field(user):
+    """Dates, a UUID foreign key and the status of an accepted message survive the batch INSERT."""
+    listener = Listener.objects.create(owner=user, name="x", path="x")
+    original = Message.objects.create(listener=listener, owner=user, method="POST", path="/listen/x")
+    message = Message.fresh(method="POST", path="/listen/x", status=Message.Status.QUEUED, attempts=2,
+                            response_status=202, resubmitted_from_id=original.pk)
+    message.listener, message.owner, message.user = listener, user, user
+    message.enqueued_at = message.received_at
+    message.store_body(b"MSH|^~\\&|LAB")
+    writer.insert_messages([message])
+    stored = Message.objects.get(pk=message.pk)
+    for field in Message._meta.concrete_fields:
+        assert getattr(stored, field.attname) == getattr(message, field.attname), field.name
