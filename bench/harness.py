@@ -83,6 +83,13 @@ class Server:
     def create(self, resource: str, obj: dict) -> dict:
         return self.call("POST", f"/api/v1/{resource}/", obj)
 
+    def cpu_seconds(self) -> dict[str, float]:
+        """CPU time (user + system) used so far by this server's web and worker processes.
+
+        On a shared machine wall-clock throughput moves with whatever else runs; the CPU
+        a request costs the server does not, so the benchmarks report both."""
+        return process_cpu_seconds(self.proc.pid)
+
     def message_count(self, listener_id: int, status: str = "") -> int:
         query = f"listener={listener_id}&limit=1" + (f"&status={status}" if status else "")
         return self.call("GET", f"/api/v1/messages/?{query}")["count"]
@@ -135,3 +142,32 @@ def payload_1kb() -> str:
             "code": {"text": "Glucose"}, "valueQuantity": {"value": 5.4, "unit": "mmol/L"}}
     body["note"] = "x" * (1024 - len(json.dumps(body)) - 12)
     return json.dumps(body)
+
+
+def process_cpu_seconds(root_pid: int) -> dict[str, float]:
+    """CPU seconds of the live processes below `root_pid`, by kind: web (gunicorn) and worker (celery worker)."""
+    parents, commands = {}, {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                commands[int(entry)] = f.read().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        parents[int(entry)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"))
+    totals = {"web": 0.0, "worker": 0.0}
+    for pid, (_, cpu) in parents.items():
+        ancestor = pid
+        while ancestor in parents and ancestor != root_pid:
+            ancestor = parents[ancestor][0]
+        if ancestor != root_pid:
+            continue
+        command = commands.get(pid, "")
+        if "gunicorn" in command:
+            totals["web"] += cpu
+        elif "celery" in command and " worker" in command:
+            totals["worker"] += cpu
+    return totals

@@ -48,3 +48,22 @@ def _freeze_startup_objects(**kwargs) -> None:
 
     gc.collect()
     gc.freeze()
+
+
+_dispatchers: list = []
+
+
+@signals.worker_ready.connect
+def _start_dispatcher(sender=None, **kwargs) -> None:
+    """A worker that runs ingested messages also hands them to the broker (listeners/dispatcher.py)."""
+    queues = getattr(getattr(sender, "app", app).amqp.queues, "consume_from", None) or {}
+    if app.conf.task_default_queue in queues and not app.conf.task_always_eager:
+        from listeners.dispatcher import start_dispatcher
+
+        _dispatchers.append(start_dispatcher())
+
+
+@signals.worker_shutdown.connect
+def _stop_dispatcher(**kwargs) -> None:
+    while _dispatchers:
+        _dispatchers.pop().stop()

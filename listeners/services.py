@@ -30,13 +30,12 @@ def accept_message(listener: Listener, message: Message, data: bytes, queue: boo
     message.flow = flow
     message.store_body(data)
     if queue and flow is not None and flow.enabled and flow.runs_on_arrival:
+        # Queued and not yet enqueued: a worker's dispatcher publishes it (see dispatcher.py).
         message.status = Message.Status.QUEUED
-        message.enqueued_at = timezone.now()
     # Committed when this returns (grouped with concurrent requests' rows, see writer.py).
-    # on_commit then publishes at once, or after the caller's transaction if there is one.
     store_message(message, group=settings.PUSHFLOW_GROUP_COMMIT)
-    if message.status == Message.Status.QUEUED:
-        transaction.on_commit(lambda: publish_soon(message.pk))
+    if message.status == Message.Status.QUEUED and settings.CELERY_TASK_ALWAYS_EAGER:
+        transaction.on_commit(lambda: publish(message.pk))  # no worker: run it in this process
     return message
 
 

