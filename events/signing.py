@@ -64,9 +64,10 @@ def check_download(output_id: int, expires: str | None, signature: str | None, n
     """Raise DownloadRefused unless `signature` signs this output and `expires` has not passed."""
     if not expires or not signature:
         raise DownloadRefused("the download URL needs its expires and signature parameters")
-    if not expires.isdigit() or len(expires) > 12:
+    if not (expires.isascii() and expires.isdigit()) or len(expires) > 12:
         raise DownloadRefused("the download URL's expires parameter is not a time")
-    if not hmac.compare_digest(_download_signature(output_id, int(expires)), signature):
+    expected = _download_signature(output_id, int(expires)).encode()
+    if not hmac.compare_digest(expected, signature.encode("utf-8", "replace")):
         raise DownloadRefused("the download URL's signature does not match (altered or not issued here)")
     if int(expires) < (time.time() if now is None else now):
         raise DownloadRefused("the download URL has expired; ask for a new one")

@@ -99,3 +99,9 @@ def test_no_output_is_kept_when_nobody_wants_it(async_flow, user, make_subscript
     make_subscription(user, ["run.succeeded"], [async_flow])
     run(async_flow, django_capture_on_commit_callbacks)
     assert Output.objects.count() == 0
+
+
+@pytest.mark.parametrize("params", [{"expires": "١٢٣", "signature": "x"}, {"expires": "1", "signature": "é" * 64},
+                                    {"expires": "9" * 40, "signature": "0"}])
+def test_garbage_in_a_download_url_is_a_403_not_a_500(output, client, params):
+    assert client.get(f"/api/v1/outputs/{output.pk}/download", params).status_code == 403
