@@ -256,7 +256,9 @@ def attempt_delivery(delivery_id: int, manual: bool = False) -> DeliveryAttempt 
         status=Delivery.Status.SENDING, claimed_at=now, attempts=F("attempts") + 1)
     if not claimed:
         return None
-    delivery = Delivery.objects.select_related("subscription").get(pk=delivery_id)
+    delivery = Delivery.objects.select_related("subscription").filter(pk=delivery_id).first()
+    if delivery is None:
+        return None  # its subscription was deleted meanwhile
     subscription = delivery.subscription
     if not subscription.enabled and not manual:
         Delivery.objects.filter(pk=delivery_id).update(
@@ -294,7 +296,7 @@ def _record_attempt(delivery: Delivery, started, status_code, duration: int, err
         if succeeded:
             fields.update(status=Delivery.Status.SUCCEEDED, finished_at=now)
             Subscription.objects.filter(pk=delivery.subscription_id).update(consecutive_failures=0)
-        elif not manual and delivery.attempts <= len(schedule):
+        elif delivery.attempts <= len(schedule):  # a failed try by hand keeps the retries that were left
             delay = schedule[delivery.attempts - 1]
             fields.update(status=Delivery.Status.PENDING, next_attempt_at=now + timedelta(seconds=delay), enqueued_at=None)
         else:

@@ -183,3 +183,19 @@ def test_nobody_subscribed_costs_no_query_per_run(async_flow, settings, django_a
     interest.snapshot()  # loaded once per process and cache period
     with django_assert_num_queries(0):
         emit_run_finished(run, None)
+
+
+def test_a_failed_redelivery_by_hand_does_not_count_towards_disabling(async_flow, user, subscriber, make_subscription, api,
+                                                                      settings, django_capture_on_commit_callbacks):
+    settings.PUSHFLOW_WEBHOOK_RETRY_SECONDS = []
+    settings.PUSHFLOW_WEBHOOK_DISABLE_AFTER = 2
+    subscription, _ = make_subscription(user, ["run.succeeded"])
+    subscriber.script = [500]
+    run_and_deliver(async_flow, django_capture_on_commit_callbacks)
+    delivery = Delivery.objects.get()
+    with django_capture_on_commit_callbacks(execute=True):
+        assert api.post(f"/api/v1/subscriptions/{subscription.pk}/deliveries/{delivery.pk}/redeliver").status_code == 202
+    delivery.refresh_from_db()
+    assert (delivery.status, delivery.attempts) == ("failed", 2)
+    subscription.refresh_from_db()
+    assert (subscription.enabled, subscription.consecutive_failures) == (True, 1)
