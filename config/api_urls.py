@@ -5,6 +5,7 @@ from rest_framework.routers import DefaultRouter
 
 from accounts.api.audit import AuditEntryViewSet
 from connections.api.views import ConnectionViewSet
+from events.api.views import OutputViewSet, QueueViewSet, SubscriptionViewSet
 from flows.api.views import FlowRunViewSet, FlowViewSet
 from formats.api.views import FormatViewSet
 from listeners.api.views import ListenerViewSet, MessageViewSet
@@ -27,6 +28,9 @@ router.register("flows", FlowViewSet, basename="flow")
 router.register("messages", MessageViewSet, basename="message")
 router.register("runs", FlowRunViewSet, basename="run")
 router.register("audit", AuditEntryViewSet, basename="audit")
+router.register("subscriptions", SubscriptionViewSet, basename="subscription")
+router.register("queues", QueueViewSet, basename="queue")
+router.register("outputs", OutputViewSet, basename="output")
 
 urlpatterns = [
     path("", include("accounts.api.urls")),

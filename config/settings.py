@@ -56,6 +56,7 @@ INSTALLED_APPS = [
     "connections",
     "listeners",
     "flows",
+    "events",
     "frontend",
 ]
 
@@ -176,6 +177,23 @@ PUSHFLOW_ENCRYPTION_KEYS = env_list("PUSHFLOW_ENCRYPTION_KEYS") or [
 ]
 PUSHFLOW_OUTBOUND_ALLOW = env_list("PUSHFLOW_OUTBOUND_ALLOW", [])
 PUSHFLOW_PUBLIC_URL = env_str("PUSHFLOW_PUBLIC_URL", "")
+PUSHFLOW_PORT = env_int("PORT", 8000)
+
+# --- Business events (events/) ---
+# Kept flow outputs (for output.ready subscribers and pull queues) live here.
+PUSHFLOW_OUTPUT_DIR = Path(env_str("PUSHFLOW_OUTPUT_DIR", str(VAR_DIR / "outputs")))
+# Days a kept output stays downloadable (unless still waiting in a queue); 0: forever.
+PUSHFLOW_OUTPUT_RETENTION_DAYS = env_int("PUSHFLOW_OUTPUT_RETENTION_DAYS", 7)
+# How long a signed download URL works.
+PUSHFLOW_DOWNLOAD_URL_SECONDS = env_int("PUSHFLOW_DOWNLOAD_URL_SECONDS", 3600)
+# Waits before each retry of a webhook delivery (seconds): 1 min, 5 min, 30 min, 2 h, 5 h, 10 h.
+PUSHFLOW_WEBHOOK_RETRY_SECONDS = [int(s) for s in env_list("PUSHFLOW_WEBHOOK_RETRY_SECONDS",
+                                                           ["60", "300", "1800", "7200", "18000", "36000"])]
+PUSHFLOW_WEBHOOK_TIMEOUT_SECONDS = env_float("PUSHFLOW_WEBHOOK_TIMEOUT_SECONDS", 10.0)
+# A subscription whose deliveries failed every retry this many times in a row is disabled.
+PUSHFLOW_WEBHOOK_DISABLE_AFTER = env_int("PUSHFLOW_WEBHOOK_DISABLE_AFTER", 5)
+# How long a process trusts its picture of which flows have subscribers or queues.
+PUSHFLOW_EVENTS_CACHE_SECONDS = env_float("PUSHFLOW_EVENTS_CACHE_SECONDS", 1.0)
 
 # --- Celery ---
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL") or "embedded://localhost/"
@@ -194,7 +212,9 @@ elif CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
     CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": int(2 * PUSHFLOW_RUN_LEASE_SECONDS)}
 # Queues by kind of work, so a deployment can give each its own workers (the launcher's worker takes all).
 CELERY_TASK_DEFAULT_QUEUE = "ingest"
-CELERY_TASK_ROUTES = {"flows.run_timed_flow": {"queue": "timed"}, "listeners.*": {"queue": "maintenance"}}
+# Webhook deliveries wait on other servers: they go beside maintenance, never in front of ingest.
+CELERY_TASK_ROUTES = {"flows.run_timed_flow": {"queue": "timed"}, "listeners.*": {"queue": "maintenance"},
+                      "events.*": {"queue": "maintenance"}}
 CELERY_BROKER_CONNECTION_TIMEOUT = env_float("PUSHFLOW_BROKER_TIMEOUT_SECONDS", 3.0)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_IGNORE_RESULT = True
@@ -212,6 +232,14 @@ CELERY_BEAT_SCHEDULE = {
     "pushflow-sweep-queued": {
         "task": "listeners.sweep_queued_messages",
         "schedule": PUSHFLOW_SWEEP_SECONDS,
+    },
+    "pushflow-retry-deliveries": {
+        "task": "events.retry_due_deliveries",
+        "schedule": PUSHFLOW_SWEEP_SECONDS,
+    },
+    "pushflow-purge-old-outputs": {
+        "task": "events.purge_old_outputs",
+        "schedule": 3600.0,
     },
     "pushflow-purge-old-messages": {
         "task": "listeners.purge_old_messages",

@@ -12,6 +12,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from connections.transports import TransportError
+from events.services import emit_run_finished
 from listeners.dispatch import PUBLISH_BATCH, publish_many
 from listeners.models import Message
 
@@ -107,6 +108,8 @@ def finish_run(run: FlowRun, result: RunResult | None, failure: RunFailure | Non
         run.error = failure.reason
         run.log = [*(result.log if result else []), f"failed: {failure.reason}"]
     run.save()
+    # Subscribers and pull queues hear of it when this transaction commits (one cached look when there are none).
+    emit_run_finished(run, result if failure is None else None)
 
 
 def message_metadata(message: Message) -> dict:

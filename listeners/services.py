@@ -15,6 +15,8 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from events.services import emit_message_rejected
+
 from .dispatch import publish, publish_soon
 from .models import Listener, Message
 from .writer import store_message
@@ -71,6 +73,7 @@ def record_rejection(listener: Listener | None, message: Message, status: int, r
         message.store_body(data)
     try:
         message.save(force_insert=True)
+        emit_message_rejected(listener, message)
     except Exception as exc:  # keeping a reject must never turn the answer into a 500
         log.warning("could not record a rejected request: %s", exc.__class__.__name__)
 
