@@ -34,9 +34,12 @@ def _choices(objects, label=str) -> list[tuple[int, str]]:
     return [(obj.pk, label(obj)) for obj in objects]
 
 
-def _pick(title: str, choices, nullable: bool = True, description: str = "") -> dict:
-    return {"enum": [v for v, _ in choices], "x-choices": list(choices), "title": title, "x-nullable": nullable,
+def _pick(title: str, choices, nullable: bool = True, description: str = "", default=None) -> dict:
+    pick = {"enum": [v for v, _ in choices], "x-choices": list(choices), "title": title, "x-nullable": nullable,
             "description": description}
+    if default is not None:
+        pick["default"] = default
+    return pick
 
 
 def _secret_schema(names) -> dict:
@@ -135,12 +138,12 @@ class ListenerResource(Resource):
     def sections(self, user, instance, kind, data=None):
         formats = _choices(visible_to(user, Format.objects.all()))
         return [
-            Section("Listener", {"type": "object", "required": ["name", "path"], "properties": {
+            Section("Listener", {"type": "object", "required": ["name", "path", "mode", "auth"], "properties": {
                 "name": NAME,
                 "path": {"type": "string", "title": "Path", "description": "The URL is /listen/<path>."},
-                "mode": _pick("Mode", Listener.Mode.choices, nullable=False),
+                "mode": _pick("Mode", Listener.Mode.choices, nullable=False, default=Listener.Mode.ASYNC),
                 "methods": {"type": "array", "items": {"enum": METHODS}, "title": "HTTP methods", "default": ["POST"]},
-                "auth": _pick("Authentication", Listener.Auth.choices, nullable=False),
+                "auth": _pick("Authentication", Listener.Auth.choices, nullable=False, default=Listener.Auth.TOKEN),
                 "api_key_header": {"type": "string", "title": "API key header", "default": "X-API-Key"},
                 "allowed_users": {"type": "array", "items": {"type": "string"}, "title": "Other users allowed to push"},
                 "format": _pick("Check payloads with format", formats,
@@ -200,16 +203,16 @@ class FlowResource(Resource):
         connection = self.connection_of(user, instance, data)
         destination_options = connection.transport.destination_options_schema if connection else {"type": "object"}
         return [
-            Section("Source", {"type": "object", "required": ["source_format"], "properties": {
+            Section("Source", {"type": "object", "required": ["name", "source_format", "trigger", "on_error"], "properties": {
                 "name": NAME,
                 "listener": _pick("Listener", _choices(free, lambda li: f"{li.name} (/listen/{li.path})"),
                                   description="Where payloads arrive. One flow per listener."),
                 "source_connection": _pick("Or a timed source connection", connections,
                                            description="Read by a cron or interval trigger."),
                 "source_format": _pick("Source format", formats, nullable=False),
-                "trigger": _pick("Trigger", Flow.Trigger.choices, nullable=False),
+                "trigger": _pick("Trigger", Flow.Trigger.choices, nullable=False, default=Flow.Trigger.EVENT),
                 "schedule": {"type": "string", "title": "Schedule (cron, or seconds for an interval)"},
-                "on_error": _pick("A bad record", Flow.OnError.choices, nullable=False),
+                "on_error": _pick("A bad record", Flow.OnError.choices, nullable=False, default=Flow.OnError.REJECT_RECORD),
             }}, ""),
             Section("Destination", {"type": "object", "properties": {
                 "connection": _pick("Connection", connections,
