@@ -26,7 +26,8 @@
     svg.appendChild(el("text", { x: 4, y: y(0) + 4, "font-size": 11 }, "0"));
     [0, Math.floor(n / 2), n - 1].forEach((i) => {
       const label = new Date(data.minutes[i]).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
-      svg.appendChild(el("text", { x: x(i) - 14, y: height - 5, "font-size": 11 }, label));
+      const anchor = i === 0 ? "start" : i === n - 1 ? "end" : "middle";
+      svg.appendChild(el("text", { x: x(i), y: height - 5, "font-size": 11, "text-anchor": anchor }, label));
     });
     data.series.forEach((s, k) => {
       const color = COLORS[k % COLORS.length];
