@@ -24,7 +24,7 @@ from listeners.api.serializers import METHODS, ListenerSerializer
 from listeners.models import Listener
 from listeners.signatures import SCHEMES
 
-from .schema_forms import _texts, errors_by_field, read_form, schema_fields
+from .schema_forms import errors_by_field, messages_of, read_form, schema_fields
 
 NAME = {"type": "string", "title": "Name", "minLength": 1}
 TEXTAREA = {"type": "string", "x-widget": "textarea"}
@@ -135,6 +135,9 @@ class ConnectionResource(Resource):
 class ListenerResource(Resource):
     model, serializer, plural, singular = Listener, ListenerSerializer, "listeners", "listener"
 
+    def queryset(self, user):
+        return visible_to(user, Listener.objects.select_related("flow", "format"))
+
     def sections(self, user, instance, kind, data=None):
         formats = _choices(visible_to(user, Format.objects.all()))
         return [
@@ -186,10 +189,15 @@ class ListenerResource(Resource):
 class FlowResource(Resource):
     model, serializer, plural, singular = Flow, FlowSerializer, "flows", "flow"
 
-    def connection_of(self, user, instance, data: dict | None) -> Connection | None:
-        wanted = (data or {}).get("destination.connection") if data is not None else None
+    def queryset(self, user):
+        return visible_to(user, Flow.objects.select_related(
+            "listener", "source_format", "source_connection", "destination_format", "destination_connection"))
+
+    def connection_of(self, user, instance, data: dict | None, field: str = "destination.connection") -> Connection | None:
+        """The connection the form names (posted), else the stored one: its kind decides the options shown."""
+        wanted = (data or {}).get(field) if data is not None else None
         if wanted is None and instance is not None:
-            return instance.destination_connection
+            return getattr(instance, field.replace(".", "_"))
         if wanted:
             return visible_to(user, Connection.objects.all()).filter(pk=wanted).first() if str(wanted).isdigit() else None
         return None
@@ -202,6 +210,8 @@ class FlowResource(Resource):
         connections = _choices(visible_to(user, Connection.objects.all()))
         connection = self.connection_of(user, instance, data)
         destination_options = connection.transport.destination_options_schema if connection else {"type": "object"}
+        source = self.connection_of(user, instance, data, "source_connection")
+        source_options = source.transport.source_options_schema if source else {"type": "object"}
         return [
             Section("Source", {"type": "object", "required": ["name", "source_format", "trigger", "on_error"], "properties": {
                 "name": NAME,
@@ -214,6 +224,8 @@ class FlowResource(Resource):
                 "schedule": {"type": "string", "title": "Schedule (cron, or seconds for an interval)"},
                 "on_error": _pick("A bad record", Flow.OnError.choices, nullable=False, default=Flow.OnError.REJECT_RECORD),
             }}, ""),
+            Section("Timed source options" + (f" ({source.transport.label})" if source else ""), source_options,
+                    "source_options."),
             Section("Destination", {"type": "object", "properties": {
                 "connection": _pick("Connection", connections,
                                     description="None: the output is the answer to a sync caller."),
@@ -227,12 +239,15 @@ class FlowResource(Resource):
         own = {"name": instance.name, "listener": instance.listener_id, "source_connection": instance.source_connection_id,
                "source_format": instance.source_format_id, "trigger": instance.trigger, "schedule": instance.schedule,
                "on_error": instance.on_error}
-        return {"": own, "destination.": {"connection": instance.destination_connection_id,
+        return {"": own, "source_options.": instance.source_options or {},
+                "destination.": {"connection": instance.destination_connection_id,
                                           "format": instance.destination_format_id},
                 "destination.options.": instance.destination_options or {}}
 
     def payload(self, read, kind):
         data = dict(read[""])
+        if "source_options." in read:
+            data["source_options"] = read["source_options."]
         if "destination." in read:
             data["destination"] = {**read["destination."], "options": read.get("destination.options.", {})}
         return data
@@ -268,7 +283,7 @@ def errors_for_sections(api_errors: dict) -> dict:
     """The serializer's errors put under the section and field they name."""
     placed = {"": {}}
     for name, value in api_errors.items():
-        if name in ("options", "secrets", "signature"):
+        if name in ("options", "secrets", "signature", "source_options"):
             for field, texts in errors_by_field(value).items():
                 placed.setdefault(f"{name}.", {}).setdefault(field, []).extend(texts)
         elif name == "destination" and isinstance(value, dict):
@@ -277,10 +292,10 @@ def errors_for_sections(api_errors: dict) -> dict:
                     for field, more in errors_by_field(texts).items():
                         placed.setdefault("destination.options.", {}).setdefault(field, []).extend(more)
                 else:
-                    placed.setdefault("destination.", {}).setdefault(inner, []).extend(_texts(texts))
+                    placed.setdefault("destination.", {}).setdefault(inner, []).extend(messages_of(texts))
         else:
             key = "" if name == "non_field_errors" else name
-            placed[""].setdefault(key, []).extend(_texts(value))
+            placed[""].setdefault(key, []).extend(messages_of(value))
     return placed
 
 

@@ -137,10 +137,10 @@ def errors_by_field(messages) -> dict[str, list[str]]:
     found: dict[str, list[str]] = {}
     if isinstance(messages, dict):
         for name, inner in messages.items():
-            for text in _texts(inner):
+            for text in messages_of(inner):
                 found.setdefault(str(name), []).append(text)
         return found
-    for text in _texts(messages):
+    for text in messages_of(messages):
         named = _NAMED.match(text)
         head, sep, rest = text.partition(": ")
         if named:
@@ -152,9 +152,10 @@ def errors_by_field(messages) -> dict[str, list[str]]:
     return found
 
 
-def _texts(value) -> list[str]:
+def messages_of(value) -> list[str]:
+    """Every message in a serializer's (possibly nested) errors, as plain text."""
     if isinstance(value, (list, tuple)):
-        return [t for v in value for t in _texts(v)]
+        return [t for v in value for t in messages_of(v)]
     if isinstance(value, dict):
-        return [f"{k}: {t}" for k, v in value.items() for t in _texts(v)]
+        return [f"{k}: {t}" for k, v in value.items() for t in messages_of(v)]
     return [str(value)]

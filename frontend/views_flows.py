@@ -20,7 +20,7 @@ from .resources import RESOURCES, build_form, may_change, read_sections, save
 from .views_resources import _object
 
 # The steps the designer edits in place, by the resource sections they hold.
-STEPS = {"source": ("",), "destination": ("destination.", "destination.options.")}
+STEPS = {"source": ("", "source_options."), "destination": ("destination.", "destination.options.")}
 
 JSONATA_FUNCTIONS = (
     "$string(v)", "$number(v)", "$boolean(v)", "$exists(v)", "$type(v)", "$length(s)", "$substring(s, start, len)",

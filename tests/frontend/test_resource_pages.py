@@ -186,3 +186,17 @@ def test_deleting_a_format_in_use_says_why_not(logged_in, async_flow, json_forma
     logged_in.post(f"/listeners/{listener.pk}/toggle")
     listener.refresh_from_db()
     assert not listener.enabled
+
+
+def test_a_timed_flow_s_source_options_come_from_its_connection_s_schema(logged_in, user, json_format, out_folder):
+    flow = Flow.objects.create(owner=user, name="poller", source_format=json_format, source_connection=out_folder,
+                               trigger="interval", schedule="60", enabled=False)
+    designer = page(logged_in.get(f"/flows/{flow.pk}/"))
+    assert 'name="source_options.pattern"' in designer and "Timed source options (Folder)" in designer
+    step = {"name": "poller", "source_connection": out_folder.pk, "source_format": json_format.pk, "trigger": "interval",
+            "schedule": "60", "on_error": "reject_record", "source_options.pattern": "*.json"}
+    bad = logged_in.post(f"/flows/{flow.pk}/step/source", {**step, "source_options.limit": "0"})
+    assert bad.status_code == 400 and "0 is less than the minimum of 1" in page(bad)
+    logged_in.post(f"/flows/{flow.pk}/step/source", {**step, "source_options.limit": "5"})
+    flow.refresh_from_db()
+    assert flow.source_options == {"pattern": "*.json", "limit": 5}  # blank inputs leave the defaults to apply
