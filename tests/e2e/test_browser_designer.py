@@ -123,6 +123,7 @@ def build_flow_through_the_ui(app, page, tag: str) -> str:
     page.wait_for_function("document.getElementById('preview-output').textContent.includes('Ann Example')")
     page.click("#save-mapping")
     page.wait_for_function("document.getElementById('save-status').textContent === 'Saved.'")
+    page.locator("#preview-output").scroll_into_view_if_needed()  # the picture shows the preview
     shot(page, "mapping")
 
     page.goto(flow_url)

@@ -11,6 +11,11 @@
     if (bytes < 1024 * 1024) return (bytes / 1024).toFixed(1) + " KB";
     return (bytes / 1024 / 1024).toFixed(1) + " MB";
   }
+  function part(row, name, text) {
+    const node = row.querySelector("[data-part=" + name + "]");
+    if (node && text !== undefined) node.textContent = text;
+    return node;
+  }
   function show(row, run) {
     const bar = row.querySelector("[data-part=bar]");
     if (run.finished) {
@@ -18,12 +23,10 @@
     } else if (run.total_bytes) {
       bar.max = run.total_bytes; bar.value = Math.min(run.bytes_read, run.total_bytes);
     }
-    row.querySelector("[data-part=bytes]").textContent = size(run.bytes_read) + (run.total_bytes ? " of " + size(run.total_bytes) : "");
-    row.querySelector("[data-part=records]").textContent = run.records_in + " / " + run.records_out + " / " + run.records_rejected;
-    const status = row.querySelector("[data-part=status]");
-    status.textContent = run.status;
-    status.className = "status status-" + run.status;
-    row.querySelector("[data-part=error]").textContent = run.error;
+    part(row, "bytes", size(run.bytes_read) + (run.total_bytes ? " of " + size(run.total_bytes) : ""));
+    part(row, "records", run.records_in + " / " + run.records_out + " / " + run.records_rejected);
+    part(row, "status", run.status).className = "status status-" + run.status;
+    part(row, "error", run.error);
     row.dataset.status = run.status;
   }
   async function poll() {
