@@ -69,6 +69,8 @@ class Listener(models.Model):
     rate_limit = models.FloatField(default=0, help_text="Requests per second per web process; 0: no limit.")
     max_concurrent = models.PositiveIntegerField(default=0, help_text="Requests at once per web process; 0: no cap.")
     timeout_seconds = models.FloatField(default=30.0, help_text="Sync mode: answer 504 past this.")
+    expected_gap_minutes = models.PositiveIntegerField(
+        default=0, help_text="The dashboard warns when no payload arrived for longer than this; 0: never.")
     enabled = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

@@ -31,7 +31,8 @@ class ListenerSerializer(serializers.ModelSerializer):
         model = Listener
         fields = ["id", "name", "teams", "path", "url", "mode", "methods", "auth", "allowed_users", "api_key_header",
                   "signature", "secrets", "format", "max_body_bytes", "content_types", "ip_allowlist", "cors_origins",
-                  "rate_limit", "max_concurrent", "timeout_seconds", "dedupe_window_seconds", "retention_days", "enabled",
+                  "rate_limit", "max_concurrent", "timeout_seconds", "dedupe_window_seconds", "retention_days",
+                  "expected_gap_minutes", "enabled",
                   "flow", "created_at", "updated_at"]
         read_only_fields = ["created_at", "updated_at"]
 
