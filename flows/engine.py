@@ -1,5 +1,8 @@
 """The engine: read a payload with the source codec, map each record, write with the destination codec.
 
+Records stream one by one from the reader through the mapping into the destination
+writer and a spool file (see `execute`), so a run's memory stays flat as payloads grow.
+
 `execute` is pure work on bytes and a flow; it does not touch message or run rows
 (the runner in services.py owns those). It raises `RunFailure` with `bad_data`
 telling a caller's mistake (422) from a fault of the flow or its destination (500).
