@@ -4,7 +4,7 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-BENCHMARKS = ["ingest.py", "latency.py", "sync_roundtrip.py", "mapping.py", "parse.py", "database_write.py"]
+BENCHMARKS = ["ingest.py", "latency.py", "sync_roundtrip.py", "mapping.py", "parse.py", "flow_memory.py", "database_write.py"]
 
 if __name__ == "__main__":
     codes = [subprocess.run([sys.executable, str(HERE / name)]).returncode for name in BENCHMARKS]

@@ -1,16 +1,22 @@
 """The engine: read a payload with the source codec, map each record, write with the destination codec.
 
+Records stream one by one from the reader through the mapping into the destination
+writer and a spool file (see `execute`), so a run's memory stays flat as payloads grow.
+
 `execute` is pure work on bytes and a flow; it does not touch message or run rows
 (the runner in services.py owns those). It raises `RunFailure` with `bad_data`
 telling a caller's mistake (422) from a fault of the flow or its destination (500).
 """
 from __future__ import annotations
 
+import tempfile
 import threading
 from collections import OrderedDict
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import BinaryIO
 
 from connections.transports import Delivery, TransportError
 from formats.codecs import Codec, CodecError
@@ -123,6 +129,9 @@ def map_records(mapping: CompiledMapping, source, data: bytes, on_error: str, me
     collected instead, and nothing fails.
     """
     result = RunResult()
+    if preview_limit is None:
+        result.records.extend(mapped_records(mapping, source, data, on_error, result, message_meta))
+        return _finish(result, mapping, source)
     out = result.records
     codec = source.codec
     view = codec.expression_view if type(codec).expression_view is not Codec.expression_view else None
@@ -130,8 +139,8 @@ def map_records(mapping: CompiledMapping, source, data: bytes, on_error: str, me
     try:
         for document in source.read(data, meta.get("charset", "")):
             for record, parent in mapping.records_of(document):
-                if preview_limit is not None and result.records_in >= preview_limit:
-                    return _finish(result, mapping, codec, source)
+                if result.records_in >= preview_limit:
+                    break
                 index = result.records_in
                 result.records_in += 1
                 scope = Scope(document, meta, parent, view)
@@ -139,35 +148,59 @@ def map_records(mapping: CompiledMapping, source, data: bytes, on_error: str, me
                     if not mapping.keep(record, scope):
                         result.filtered += 1
                         continue
-                    if preview_limit is None:
-                        out.append(mapping.apply(record, scope))
-                        continue
                     mapped, errors = mapping.apply_collecting(record, scope)
                 except FieldError as exc:
                     mapped, errors = None, [exc]
-                if preview_limit is not None:
-                    result.inputs.append(record if view is None else view(record))
-                    if not errors:
-                        out.append(mapped)
-                        continue
-                    result.errors.extend({"field": e.field, "record": index, "reason": e.reason} for e in errors)
-                    result.rejected.append({"index": index, "reason": str(errors[0])})
+                result.inputs.append(record if view is None else view(record))
+                if not errors:
+                    out.append(mapped)
                     continue
-                exc = errors[0]
-                if on_error == Flow.OnError.HALT:
-                    result.halted = f"halted at record {index + 1}: {exc}"
-                    return _finish(result, mapping, codec, source)
-                if on_error == Flow.OnError.REJECT_PAYLOAD:
-                    raise RunFailure(f"record {index + 1}: {exc}; the whole payload was rejected", bad_data=True)
-                result.rejected.append({"index": index, "reason": str(exc)})
+                result.errors.extend({"field": e.field, "record": index, "reason": e.reason} for e in errors)
+                result.rejected.append({"index": index, "reason": str(errors[0])})
+            else:
+                continue
+            break  # the preview limit
     except CodecError as exc:
         raise RunFailure(f"cannot read the payload as {source.kind}: {exc}", bad_data=True) from None
-    return _finish(result, mapping, codec, source)
+    result.records_out = len(out)
+    return _finish(result, mapping, source)
 
 
-def _finish(result: RunResult, mapping: CompiledMapping, codec, source) -> RunResult:
-    result.records_out = len(result.records)
-    result.single = mapping.records is None and codec.single_document(source.options or {})
+def mapped_records(mapping: CompiledMapping, source, data, on_error: str, result: RunResult,
+                   message_meta: dict | None = None) -> Iterator[dict]:
+    """Each mapped record of `data`, as it is read, following the record policy (see
+    `map_records`); the counts, rejections and a halt go into `result` as they happen.
+    Raises RunFailure for an unreadable payload or a record reject_payload refuses."""
+    codec = source.codec
+    view = codec.expression_view if type(codec).expression_view is not Codec.expression_view else None
+    meta = message_meta or {}
+    try:
+        for document in source.read(data, meta.get("charset", "")):
+            for record, parent in mapping.records_of(document):
+                index = result.records_in
+                result.records_in += 1
+                scope = Scope(document, meta, parent, view)
+                try:
+                    if not mapping.keep(record, scope):
+                        result.filtered += 1
+                        continue
+                    mapped = mapping.apply(record, scope)
+                except FieldError as exc:
+                    if on_error == Flow.OnError.HALT:
+                        result.halted = f"halted at record {index + 1}: {exc}"
+                        return
+                    if on_error == Flow.OnError.REJECT_PAYLOAD:
+                        raise RunFailure(f"record {index + 1}: {exc}; the whole payload was rejected", bad_data=True) from None
+                    result.rejected.append({"index": index, "reason": str(exc)})
+                    continue
+                result.records_out += 1
+                yield mapped
+    except CodecError as exc:
+        raise RunFailure(f"cannot read the payload as {source.kind}: {exc}", bad_data=True) from None
+
+
+def _finish(result: RunResult, mapping: CompiledMapping, source) -> RunResult:
+    result.single = _single(mapping, source)
     targets = mapping.targets
     if mapping.passthrough:  # unmapped fields join the columns in the order they first appear
         seen = set(targets)
@@ -181,19 +214,81 @@ def _finish(result: RunResult, mapping: CompiledMapping, codec, source) -> RunRe
     return result
 
 
-def execute(flow: Flow, data: bytes, message_id: str = "", run_id: int | None = None,
-            message_meta: dict | None = None) -> RunResult:
-    """Run `flow` on `data`: map, write in the destination format, deliver to its connection."""
-    result = map_payload(flow, data, message_meta)
-    destination = flow.destination_format or flow.source_format
-    options = destination.options or {}
+def _single(mapping: CompiledMapping, source) -> bool:
+    return mapping.records is None and source.codec.single_document(source.options or {})
+
+
+def execute(flow: Flow, data: bytes | BinaryIO, message_id: str = "", run_id: int | None = None,
+            message_meta: dict | None = None, keep_output: bool = True, stream: bool = True) -> RunResult:
+    """Run `flow` on `data`: map, write in the destination format, deliver to its connection.
+
+    Records stream from the reader through the mapping into the writer, spooled to a
+    temporary file past SPOOL_MEMORY_BYTES, when the destination codec writes as records come
+    (`Codec.streams`), its transport reads files (`Transport.accepts_file`) or there is no
+    connection, the columns are known before the first record (no passthrough) and the run
+    is not one whole payload to one record. Delivery starts only once every record is mapped,
+    so reject_payload still delivers nothing. `keep_output=False` (the async runner) leaves
+    `result.output` empty when the output went to a connection, so a large output is never
+    held in memory; `stream=False` maps every record before writing (to compare against).
+    """
     try:
-        result.output = destination.codec.write(result.records, result.targets, options, result.single)
-    except CodecError as exc:
-        raise RunFailure(f"cannot write the output as {destination.kind}: {exc}", bad_data=False) from None
+        mapping = compiled_mapping(flow)
+    except MappingError as exc:
+        raise RunFailure(f"the flow's mapping is invalid: {exc}", bad_data=False) from None
+    destination = flow.destination_format or flow.source_format
+    connection = flow.destination_connection
+    streams = (stream and destination.codec.streams and not mapping.passthrough
+               and not _single(mapping, flow.source_format)
+               and (connection is None or connection.transport.accepts_file))
+    if not streams:
+        result = map_payload(flow, data, message_meta)
+        try:
+            result.output = destination.codec.write(result.records, result.targets, destination.options or {},
+                                                    result.single)
+        except CodecError as exc:
+            raise RunFailure(f"cannot write the output as {destination.kind}: {exc}", bad_data=False) from None
+        return _deliver(flow, result, destination, message_id, run_id)
+    with tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY_BYTES) as spool:
+        result = _map_and_write(flow, mapping, data, message_meta, destination, spool)
+        if keep_output or connection is None:
+            spool.seek(0)
+            result.output = spool.read()
+        return _deliver(flow, result, destination, message_id, run_id, spool)
+
+
+SPOOL_MEMORY_BYTES = 4 * 1024 * 1024
+
+
+def _map_and_write(flow: Flow, mapping: CompiledMapping, data, message_meta: dict | None, destination,
+                   spool: BinaryIO) -> RunResult:
+    """Map records into the destination codec's writer one by one. The checks come in the order
+    they had when every record was mapped before writing: the record policy, then 'every
+    record was rejected', then a write error (the rest is still mapped after one)."""
+    result = RunResult()
+    write_error = None
+    with run_lookups(flow.lookups, flow.owner_id):
+        records = mapped_records(mapping, flow.source_format, data, flow.on_error, result, message_meta)
+        try:
+            destination.codec.write_stream(records, mapping.targets, destination.options or {}, spool)
+        except CodecError as exc:
+            write_error = exc
+            for _ in records:
+                pass
+    _finish(result, mapping, flow.source_format)
+    if result.rejected and not result.records_out and not result.filtered:
+        first = result.rejected[0]
+        raise RunFailure(f"every record was rejected; record {first['index'] + 1}: {first['reason']}", bad_data=True)
+    if write_error is not None:
+        raise RunFailure(f"cannot write the output as {destination.kind}: {write_error}", bad_data=False)
+    return result
+
+
+def _deliver(flow: Flow, result: RunResult, destination, message_id: str, run_id: int | None,
+             spool: BinaryIO | None = None) -> RunResult:
+    """Log the counts, hand the output (bytes, or the spool file) to the connection, report a halt."""
     result.content_type = destination.codec.content_type
     result.log.append(
-        f"read {result.records_in} records, wrote {len(result.records)}, rejected {len(result.rejected)}"
+        f"read {result.records_in} records, wrote {result.records_out}, rejected {len(result.rejected)}"
         + (f", filtered out {result.filtered}" if result.filtered else "")
     )
     for rejected in result.rejected:
@@ -209,8 +304,8 @@ def execute(flow: Flow, data: bytes, message_id: str = "", run_id: int | None = 
             "date": now.strftime("%Y-%m-%d"),
             "time": now.strftime("%H%M%S"),
         }
-        delivery = Delivery(result.output, result.content_type, placeholders, result.records, result.targets,
-                            result.field_types)
+        delivery = Delivery(b"" if spool is not None else result.output, result.content_type, placeholders,
+                            result.records, result.targets, result.field_types, file=spool)
         try:
             where = connection.transport.write(connection.options or {}, connection.secrets, flow.destination_options or {}, delivery)
         except TransportError as exc:
@@ -220,5 +315,5 @@ def execute(flow: Flow, data: bytes, message_id: str = "", run_id: int | None = 
             result.output, result.content_type = where.body, where.content_type
     if result.halted:
         result.log.append(result.halted)
-        raise RunFailure(f"{result.halted} (the {len(result.records)} records before it were delivered)", bad_data=True)
+        raise RunFailure(f"{result.halted} (the {result.records_out} records before it were delivered)", bad_data=True)
     return result

@@ -120,13 +120,14 @@ def message_metadata(message: Message) -> dict:
     }
 
 
-def _execute_run(flow: Flow, message: Message) -> tuple[FlowRun, RunResult | None, RunFailure | None]:
-    """Start a run row and execute the flow on the message's body; the caller records the end."""
+def _execute_run(flow: Flow, message: Message, keep_output: bool = True) -> tuple[FlowRun, RunResult | None, RunFailure | None]:
+    """Start a run row and execute the flow on the message's body; the caller records the end.
+    `keep_output`: the caller answers with the output (sync); an async run drops it once delivered."""
     run = start_run(flow, message)
     try:
         with message.open_body() as body:  # a large body streams from its file
             return run, execute(flow, body, message_id=str(message.pk), run_id=run.pk,
-                                message_meta=message_metadata(message)), None
+                                message_meta=message_metadata(message), keep_output=keep_output), None
     except RunFailure as exc:
         return run, None, exc
     except Exception as exc:  # a bug in the engine must still end the run, not leave it running
@@ -146,7 +147,7 @@ def run_message(message_id) -> FlowRun | None:
             error="no enabled flow for this listener when the message ran",
         )
         return None
-    run, result, failure = _execute_run(flow, message)
+    run, result, failure = _execute_run(flow, message, keep_output=False)
     with transaction.atomic():
         finish_run(run, result, failure)
         _finish_message(message, failure, flow)

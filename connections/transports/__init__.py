@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import BinaryIO, ClassVar
 
 from lib.registry import Registry
 
@@ -23,7 +23,8 @@ class TransportError(Exception):
 
 @dataclass(frozen=True)
 class Delivery:
-    """One output to deliver: its bytes and what a transport may name it by."""
+    """One output to deliver: its bytes (or, for a large streamed run, a seekable `file`
+    holding them, with `data` empty) and what a transport may name it by."""
 
     data: bytes
     content_type: str
@@ -32,6 +33,22 @@ class Delivery:
     records: list = field(default_factory=list)
     fields: list = field(default_factory=list)
     field_types: dict = field(default_factory=dict)
+    file: BinaryIO | None = None
+
+    @property
+    def size(self) -> int:
+        if self.file is None:
+            return len(self.data)
+        return self.file.seek(0, 2)
+
+    def chunks(self, size: int = 1 << 16) -> Iterator[bytes]:
+        """The output in pieces, from its start (each call reads it again)."""
+        if self.file is None:
+            yield self.data
+            return
+        self.file.seek(0)
+        while chunk := self.file.read(size):
+            yield chunk
 
 
 @dataclass(frozen=True)
@@ -52,6 +69,9 @@ class Transport:
     options_schema: ClassVar[dict]
     destination_options_schema: ClassVar[dict] = {"type": "object"}
     secret_options: ClassVar[tuple[str, ...]] = ()
+    # True when `write` reads a delivery's output from `delivery.file` (a run streamed to a
+    # spool file); transports that need the records or the bytes in memory leave it False.
+    accepts_file: ClassVar[bool] = False
 
     def write(self, options: dict, secrets: dict, destination: dict, delivery: Delivery) -> str:
         """Deliver; return a short description of where it went (for the run log)."""

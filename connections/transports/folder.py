@@ -5,6 +5,7 @@ import os
 import re
 import string
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 
 from . import Delivery, SourceItem, Transport, TransportError, register_transport
@@ -37,13 +38,14 @@ def resolve_inside(root: Path, relative: str) -> Path:
     return target
 
 
-def write_atomically(target: Path, data: bytes) -> None:
+def write_atomically(target: Path, data: bytes | Iterable[bytes]) -> None:
     """Write to a temporary file beside `target`, flush to disk, then rename over it."""
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, temporary = tempfile.mkstemp(prefix=".pushflow-", suffix=".tmp", dir=target.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            for chunk in [data] if isinstance(data, bytes) else data:
+                f.write(chunk)
             f.flush()
             os.fsync(f.fileno())
         os.replace(temporary, target)
@@ -59,6 +61,7 @@ def write_atomically(target: Path, data: bytes) -> None:
 class FolderTransport(Transport):
     kind = "folder"
     label = "Folder"
+    accepts_file = True
     options_schema = {
         "type": "object",
         "properties": {"path": {"type": "string", "minLength": 1, "title": "Folder path on the server"}},
@@ -81,14 +84,15 @@ class FolderTransport(Transport):
             if destination.get("mode") == "append":
                 target.parent.mkdir(parents=True, exist_ok=True)
                 with open(target, "ab") as f:
-                    f.write(delivery.data)
+                    for chunk in delivery.chunks():
+                        f.write(chunk)
                     f.flush()
                     os.fsync(f.fileno())
             else:
-                write_atomically(target, delivery.data)
+                write_atomically(target, delivery.chunks())
         except OSError as exc:
             raise TransportError(f"cannot write {name!r} in the folder: {exc.strerror}", retryable=True) from None
-        return f"wrote {len(delivery.data)} bytes to {name}"
+        return f"wrote {delivery.size} bytes to {name}"
 
     source_options_schema = {
         "type": "object",

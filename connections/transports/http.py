@@ -72,9 +72,10 @@ def _retry_after(response: httpx.Response, attempt: int) -> float:
     return min(0.5 * 2 ** attempt, MAX_RETRY_AFTER)
 
 
-def send(options: dict, secrets: dict, body: bytes | None, content_type: str, placeholders: dict,
+def send(options: dict, secrets: dict, body: bytes | Delivery | None, content_type: str, placeholders: dict,
          method: str | None = None) -> httpx.Response:
-    """One request through the guard, with the connection's auth, retried on transient failures."""
+    """One request through the guard, with the connection's auth, retried on transient failures.
+    A `Delivery` body is read from its spool file in chunks, again on each try."""
     url = _render_url(options.get("url") or "", placeholders)
     try:
         target = check_url(url)
@@ -89,6 +90,8 @@ def send(options: dict, secrets: dict, body: bytes | None, content_type: str, pl
     headers["Host"] = parts.netloc.rsplit("@", 1)[-1]
     if body is not None:
         headers.setdefault("Content-Type", content_type)
+    if isinstance(body, Delivery):
+        headers["Content-Length"] = str(body.size)  # not chunked: the receiver sees the same request either way
     if placeholders.get("message_id"):
         headers.setdefault("Idempotency-Key", str(placeholders["message_id"]))
     timeout = float(options.get("timeout") or 30)
@@ -98,7 +101,9 @@ def send(options: dict, secrets: dict, body: bytes | None, content_type: str, pl
     with httpx.Client(timeout=timeout, follow_redirects=False, verify=options.get("verify_tls", True)) as client:
         for attempt in range(retries + 1):
             try:
-                response = client.request(method, pinned, content=body, headers=headers, auth=basic, extensions=extensions)
+                content = body.chunks() if isinstance(body, Delivery) else body
+                response = client.request(method, pinned, content=content, headers=headers, auth=basic,
+                                          extensions=extensions)
             except (httpx.ConnectError, httpx.ConnectTimeout, httpx.ReadTimeout, httpx.RemoteProtocolError) as exc:
                 if attempt < retries:
                     time.sleep(min(0.5 * 2 ** attempt, MAX_RETRY_AFTER))
@@ -140,6 +145,7 @@ def _check_reply(response: httpx.Response, rules: dict, host: str) -> None:
 class HttpTransport(Transport):
     kind = "http"
     label = "HTTP service"
+    accepts_file = True
     options_schema = {
         "type": "object",
         "properties": {
@@ -170,7 +176,8 @@ class HttpTransport(Transport):
     secret_options = ("password", "token", "api_key")
 
     def write(self, options, secrets, destination, delivery: Delivery):
-        response = send(options, secrets, delivery.data, delivery.content_type, delivery.placeholders)
+        body = delivery if delivery.file is not None else delivery.data
+        response = send(options, secrets, body, delivery.content_type, delivery.placeholders)
         host = urlsplit(options.get("url") or "").hostname or "?"
         if response.status_code >= 400:
             raise _failure(response, host)

@@ -6,7 +6,7 @@ Each codec module defines one `Codec` subclass and registers it with
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from typing import Any, ClassVar
+from typing import Any, BinaryIO, ClassVar
 
 from lib.registry import Registry
 
@@ -40,6 +40,15 @@ class Codec:
     def write(self, records: Iterable[dict], fields: list[str], options: dict, single: bool) -> bytes:
         """Serialise mapped records. `single`: the run maps one whole payload to one record."""
         raise NotImplementedError
+
+    # True when `write_stream` writes each record as it comes, so a run's memory stays flat
+    # however many records it writes (the engine then streams to a spool file).
+    streams: ClassVar[bool] = False
+
+    def write_stream(self, records: Iterable[dict], fields: list[str], options: dict, out: BinaryIO) -> None:
+        """Write a series of records (never a single-document answer) to `out`; the same bytes
+        `write(records, fields, options, single=False)` returns. This default collects them."""
+        out.write(self.write(records, fields, options, single=False))
 
     def single_document(self, options: dict) -> bool:
         """True when a payload is one document (JSON), False when it is a series of rows."""

@@ -1,6 +1,7 @@
 """CSV codec: each row is a record (a dict by header name, or col1..colN without a header)."""
 from __future__ import annotations
 
+import codecs as stdlib_codecs
 import csv
 import io
 
@@ -90,22 +91,48 @@ class CsvCodec(Codec):
         """Field paths of a sample payload, for the mapping editor."""
         return field_paths(self.read(data, options))
 
+    streams = True
+
     def write(self, records, fields, options, single):
-        out = io.StringIO(newline="")
-        writer = csv.writer(out, lineterminator="\r\n", **_dialect(options))
+        out = io.BytesIO()
+        self.write_stream(records, fields, options, out)
+        return out.getvalue()
+
+    def write_stream(self, records, fields, options, out):
+        """Rows are formatted into a text buffer and encoded every FLUSH_ROWS rows; an
+        unencodable character is located by its offset in the whole output."""
+        encoding = options.get("encoding") or "utf-8"
+        try:
+            stdlib_codecs.lookup(encoding)
+        except LookupError:
+            raise CodecError(f"unknown encoding {encoding!r}") from None
+        buffer = io.StringIO(newline="")
+        writer = csv.writer(buffer, lineterminator="\r\n", **_dialect(options))
         if options.get("header", True):
             writer.writerow(fields)
         neutralize = options.get("neutralize_formulas", True)
-        for record in records:
+        written = 0
+        for number, record in enumerate(records, start=1):
             writer.writerow(["" if record.get(f) is None else _cell(record.get(f), neutralize) for f in fields])
-        encoding = options.get("encoding") or "utf-8"
-        try:
-            return out.getvalue().encode(encoding)
-        except LookupError:
-            raise CodecError(f"unknown encoding {encoding!r}") from None
-        except UnicodeEncodeError as exc:
-            raise CodecError(f"{exc.object[exc.start:exc.end]!r} cannot be written in {encoding}",
-                             f"character {exc.start} of the output") from None
+            if number % FLUSH_ROWS == 0:
+                written = _flush(buffer, out, encoding, written)
+        _flush(buffer, out, encoding, written)
+
+
+FLUSH_ROWS = 1000
+
+
+def _flush(buffer: io.StringIO, out, encoding: str, written: int) -> int:
+    """Encode what the buffer holds into `out`; return the characters written so far."""
+    text = buffer.getvalue()
+    buffer.seek(0)
+    buffer.truncate()
+    try:
+        out.write(text.encode(encoding))
+    except UnicodeEncodeError as exc:
+        raise CodecError(f"{exc.object[exc.start:exc.end]!r} cannot be written in {encoding}",
+                         f"character {written + exc.start} of the output") from None
+    return written + len(text)
 
 
 def _cell(value, neutralize: bool) -> str:

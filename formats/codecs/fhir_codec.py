@@ -18,6 +18,7 @@ Validation happens in `validate` only; reading does not require a valid resource
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from decimal import Decimal
 from functools import lru_cache
 from typing import Any
@@ -28,8 +29,8 @@ from pydantic import ValidationError
 
 from . import Codec, CodecError, decode_text, register_codec
 from .fields import field_paths
-from .text import payload_bytes
-from .xml_codec import read_elements
+from .text import payload_bytes, stream
+from .xml_codec import PARSER_SETTINGS, read_elements, refuse_doctype, syntax_error
 
 FHIR_NS = "http://hl7.org/fhir"
 XHTML_NS = "http://www.w3.org/1999/xhtml"
@@ -126,21 +127,7 @@ def _fill(tree: dict, element: etree._Element, owner: str, version: str) -> None
             tree["div"] = etree.tostring(child, encoding="unicode", with_tail=False)
             continue
         info = _element_info(version, owner, name) if owner else None
-        elements = [c for c in child if isinstance(c.tag, str)]
-        is_resource = (info and info[1] == "resource") or (
-            info is None and "value" not in child.attrib and len(elements) == 1 and _local(elements[0].tag)[:1].isupper()
-        )
-        extra = None
-        if is_resource and elements:
-            value = xml_resource(elements[0], version)
-        elif "value" in child.attrib or (info and info[1] not in ("complex", "resource")):
-            value = _primitive(child.get("value"), info[1] if info else "string")
-            extra = {}
-            _fill(extra, child, "Element", version)
-            extra = extra or None
-        else:
-            value = {}
-            _fill(value, child, info[2] if info else "", version)
+        value, extra = _child_value(child, info, version)
         values.setdefault(name, []).append(value)
         extras.setdefault(name, []).append(extra)
         listed[name] = bool(info and info[0])
@@ -152,11 +139,27 @@ def _fill(tree: dict, element: etree._Element, owner: str, version: str) -> None
             tree["_" + name] = extras[name] if as_list else extras[name][0]
 
 
+def _child_value(child: etree._Element, info: tuple | None, version: str) -> tuple[Any, dict | None]:
+    """An element's value in the JSON tree and its `_name` extras (id, extensions of a primitive)."""
+    elements = [c for c in child if isinstance(c.tag, str)]
+    is_resource = (info and info[1] == "resource") or (
+        info is None and "value" not in child.attrib and len(elements) == 1 and _local(elements[0].tag)[:1].isupper()
+    )
+    if is_resource and elements:
+        return xml_resource(elements[0], version), None
+    if "value" in child.attrib or (info and info[1] not in ("complex", "resource")):
+        extra: dict = {}
+        _fill(extra, child, "Element", version)
+        return _primitive(child.get("value"), info[1] if info else "string"), extra or None
+    value: dict = {}
+    _fill(value, child, info[2] if info else "", version)
+    return value, None
+
+
 def read_document(data: bytes, options: dict) -> dict:
     """The whole resource (a Bundle stays a Bundle), from FHIR JSON or FHIR XML."""
     version = _version(options)
-    head = data.lstrip()[:1]
-    if head == b"<" or data.startswith(b"\xef\xbb\xbf<") or data[:2] in (b"\xff\xfe", b"\xfe\xff"):
+    if _is_xml(data.lstrip()[:4]) or _is_xml(data[:4]):
         return _read_xml(data, version)
     text = decode_text(data, "utf-8")
     if not text.strip():
@@ -174,9 +177,51 @@ def _read_xml(data: bytes, version: str) -> dict:
     root = None
     for element, _ in read_elements(data, {}):  # the XML codec's hardened reading: a DOCTYPE is refused first
         root = element
+    _check_fhir_root(root)
+    return xml_resource(root, version)
+
+
+def _check_fhir_root(root: etree._Element) -> None:
     if not root.tag.startswith(f"{{{FHIR_NS}}}"):
         raise CodecError(f"the root element {_local(root.tag)!r} is not in the FHIR namespace ({FHIR_NS})", f"line {root.sourceline}")
-    return xml_resource(root, version)
+
+
+def _xml_resources(data, version: str) -> Iterator[dict]:
+    """The resources of FHIR XML as they are parsed: a Bundle's entries one at a time, each
+    cleared once read (memory stays flat), the same trees `xml_resource` gives; any other
+    resource whole. Hardened as the XML codec reads (a DOCTYPE is refused)."""
+    context = etree.iterparse(stream(data), events=("start", "end"), **PARSER_SETTINGS)
+    depth, root, bundle, number = 0, None, False, 0
+    entry = f"{{{FHIR_NS}}}entry"
+    try:
+        for event, element in context:
+            if event == "start":
+                if depth == 0:
+                    refuse_doctype(element)
+                    _check_fhir_root(element)
+                    root, bundle = element, element.tag == f"{{{FHIR_NS}}}Bundle"
+                depth += 1
+                continue
+            depth -= 1
+            if depth == 0 and not bundle:
+                yield xml_resource(element, version)
+            elif depth == 1 and bundle and element.tag == entry:
+                value, _ = _child_value(element, _element_info(version, "Bundle", "entry"), version)
+                if not isinstance(value, dict):
+                    raise CodecError("a Bundle entry must be an object", f"Bundle.entry[{number}]")
+                number += 1
+                if isinstance(value.get("resource"), dict):
+                    yield value["resource"]
+                element.clear(keep_tail=True)
+                while element.getprevious() is not None:
+                    del root[0]
+    except etree.XMLSyntaxError as exc:
+        raise syntax_error(exc) from None
+
+
+def _is_xml(head: bytes) -> bool:
+    """Whether a payload starting with `head` (its first bytes) is FHIR XML rather than JSON."""
+    return head[:1] == b"<" or head.startswith(b"\xef\xbb\xbf<") or head[:2] in (b"\xff\xfe", b"\xfe\xff")
 
 
 def _resources(document: dict):
@@ -222,7 +267,15 @@ class FhirCodec(Codec):
     }
 
     def read(self, data, options):
-        yield from _resources(read_document(payload_bytes(data), options))
+        version = _version(options)
+        source = stream(data)
+        start = source.tell()
+        head = source.read(1 << 16)  # enough to see past leading whitespace; read_document decides otherwise
+        source.seek(start)
+        if _is_xml(head.lstrip()[:4]) or _is_xml(head[:4]):
+            yield from _xml_resources(source, version)
+            return
+        yield from _resources(read_document(payload_bytes(source), options))
 
     def infer_fields(self, data: bytes, options: dict) -> list[str]:
         return field_paths(self.read(data, options))

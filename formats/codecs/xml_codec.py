@@ -17,6 +17,7 @@ network), and huge_tree stays off.
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from decimal import Decimal
 from typing import Any
 
@@ -42,8 +43,23 @@ def hardened_parser() -> etree.XMLParser:
     return etree.XMLParser(**PARSER_SETTINGS)
 
 
+class _NameCache(dict):
+    """A dict that fills itself: `cache[tag]` computes a missing name once (plain indexing
+    is the fastest lookup Python has, which matters once per element)."""
+
+    def __init__(self, compute: Callable[[Any], str | None]):
+        super().__init__()
+        self.compute = compute
+
+    def __missing__(self, tag: Any) -> str | None:
+        name = self[tag] = self.compute(tag)
+        return name
+
+
 class Names:
-    """Clark names `{uri}local` to mapping names, and back, per the `namespaces` option."""
+    """Clark names `{uri}local` to mapping names, and back, per the `namespaces` option.
+    `element_names[tag]` is an element's mapping name (None for a tag that is not a name:
+    an entity or a processing instruction); `attribute_names[key]` an attribute's, with "@"."""
 
     def __init__(self, namespaces: dict | None):
         namespaces = namespaces or {}
@@ -52,6 +68,8 @@ class Names:
         self.prefix_of = {uri: prefix for prefix, uri in namespaces.items()}
         self.uri_of = dict(namespaces)
         self._cache: dict[str, str] = {}
+        self.element_names = _NameCache(lambda tag: self.name(tag) if isinstance(tag, str) else None)
+        self.attribute_names = _NameCache(lambda key: "@" + self.name(key))
 
     def name(self, clark: str) -> str:
         hit = self._cache.get(clark)
@@ -85,37 +103,53 @@ class Names:
 
 def element_tree(element: etree._Element, names: Names) -> Any:
     """One element as a record tree (see the module docstring). Called once per element of
-    every record, so leaves (most elements) take a short path."""
-    attrib = element.attrib
-    if not len(element):
-        text = element.text or ""
-        if not attrib:
-            return text
-        tree = {"@" + names.name(key): value for key, value in attrib.items()}
-        if text.strip():
-            tree["#text"] = text
-        return tree
-    tree: dict[str, Any] = {"@" + names.name(key): value for key, value in attrib.items()} if attrib else {}
-    texts = [element.text or ""]
-    cached = names._cache
-    for child in element:
+    every record, so it does the least per child: children come in one C call
+    (`element[:]`), names from caches keyed by lxml's tag, a leaf without attributes is its
+    text without a recursive call, and text beside children is joined only when present."""
+    attributes = element.items()
+    children = element[:]
+    if attributes:
+        tree = {}
+        attribute_names = names.attribute_names
+        for key, value in attributes:
+            tree[attribute_names[key]] = value
+        if not children:
+            text = element.text
+            if text and not text.isspace():
+                tree["#text"] = text
+            return tree
+    elif not children:
+        return element.text or ""
+    else:
+        tree = {}
+    element_names = names.element_names
+    tails = None
+    for child in children:
+        key = element_names[child.tag]
         tail = child.tail
         if tail:
-            texts.append(tail)
-        tag = child.tag
-        if not isinstance(tag, str):
+            if tails is None:
+                tails = [tail]
+            else:
+                tails.append(tail)
+        if key is None:  # an entity or a processing instruction kept by the parser
             continue
-        name = cached.get(tag) or names.name(tag)
-        value = (child.text or "") if not len(child) and not child.attrib else element_tree(child, names)
-        # An element's value is never a list, so a list here always means a repeat.
-        if name not in tree:
-            tree[name] = value
-        elif isinstance(tree[name], list):
-            tree[name].append(value)
+        value = element_tree(child, names) if len(child) or child.items() else (child.text or "")
+        if key not in tree:
+            tree[key] = value
         else:
-            tree[name] = [tree[name], value]
+            # An element's value is never a list, so a list here always means a repeat.
+            held = tree[key]
+            if held.__class__ is list:
+                held.append(value)
+            else:
+                tree[key] = [held, value]
     # Text beside child elements is usually indentation; keep it only when it says something.
-    text = "".join(texts).strip()
+    text = element.text
+    if tails is not None:
+        text = ((text or "") + "".join(tails)).strip()
+    elif text:
+        text = text.strip()
     if text:
         tree["#text"] = text
     return tree
@@ -137,26 +171,41 @@ def refuse_doctype(element: etree._Element) -> None:
 
 
 def read_elements(data, options: dict) -> Any:
-    """Yield (element, names) for the root, or for each `record` element, checking `root`."""
-    names = Names(options.get("namespaces"))
-    record_name = options.get("record")
+    """Yield (element, names) for the root, or for each `record` element, checking `root`.
+    An element is only valid until the next one is asked for (records are cleared)."""
+    return read_documents(data, options, _element_and_names)
+
+
+def _element_and_names(element: etree._Element, names: Names) -> tuple[etree._Element, Names]:
+    return element, names
+
+
+def read_documents(data, options: dict, build: Callable[[etree._Element, Names], Any]) -> Iterator[Any]:
+    """Yield `build(element, names)` for the root, or for each `record` element, checking `root`.
+    Nothing is read, and no error raised, before the first record is asked for."""
+    return (_records if options.get("record") else _root)(data, options, build)
+
+
+def _names(data, options: dict) -> Names:
     if isinstance(data, bytes) and not data.strip():
         raise CodecError("empty XML payload", "line 1, column 1")
-    if record_name:
-        yield from _records(data, names, record_name, options.get("root"))
-        return
+    return Names(options.get("namespaces"))
+
+
+def _root(data, options: dict, build) -> Iterator[Any]:
+    names, root_name = _names(data, options), options.get("root")
     context = etree.iterparse(stream(data), events=("start", "end"), **PARSER_SETTINGS)
     depth = 0
     try:
         for event, element in context:
             if event == "start":
                 if depth == 0:
-                    _check_root(element, names, options.get("root"))
+                    _check_root(element, names, root_name)
                 depth += 1
                 continue
             depth -= 1
             if depth == 0:
-                yield element, names
+                yield build(element, names)
     except etree.XMLSyntaxError as exc:
         raise syntax_error(exc) from None
 
@@ -176,23 +225,34 @@ def _check_root(root: etree._Element, names: Names, root_name: str | None) -> No
         raise CodecError(f"the root element is {names.name(root.tag)!r}, expected {root_name!r}", f"line {root.sourceline}")
 
 
-def _records(data, names: Names, record_name: str, root_name: str | None) -> Any:
+def _records(data, options: dict, build) -> Iterator[Any]:
     """Each `record` element, streamed: lxml hands over only the end of record elements (a
-    tag filter), and each record is cleared, with its earlier siblings, once yielded."""
+    tag filter), and each record is cleared, with its earlier siblings, once built."""
+    names, record_name, root_name = _names(data, options), options["record"], options.get("root")
     prefix, sep, local = record_name.rpartition(":")
     tag = f"{{{names.uri_of[prefix]}}}{local}" if sep and prefix in names.uri_of else f"{{*}}{local}"
+    # With no namespace declared every element is named by its local name, so each element
+    # the tag filter hands over is a record by name; otherwise `{*}row` may be `p:row`.
+    check_name = bool(names.uri_of)
     context = etree.iterparse(stream(data), events=("end",), tag=tag, **PARSER_SETTINGS)
     checked = False
+    # The last parent found to have no record among its ancestors: records are usually
+    # siblings, so the walk up to the root is done once, not once per record.
+    outer = None
     try:
         for _, element in context:
             if not checked:
                 _check_root(element.getroottree().getroot(), names, root_name)
                 checked = True
-            if names.name(element.tag) != record_name or _inside_record(element, names, record_name):
-                continue  # another namespace's element, or a record inside a record (part of the outer one)
-            yield element, names
-            element.clear(keep_tail=True)
+            if check_name and names.name(element.tag) != record_name:
+                continue  # another namespace's element
             parent = element.getparent()
+            if parent is not outer:
+                if _inside_record(element, names, record_name):
+                    continue  # a record inside a record: part of the outer one
+                outer = parent
+            yield build(element, names)
+            element.clear(keep_tail=True)
             while parent is not None and element.getprevious() is not None:
                 del parent[0]
         if not checked:  # no record at all: the document must still be sound
@@ -227,8 +287,7 @@ class XmlCodec(Codec):
         return not options.get("record")
 
     def read(self, data, options):
-        for element, names in read_elements(data, options):
-            yield element_tree(element, names)
+        return read_documents(data, options, element_tree)
 
     def infer_fields(self, data: bytes, options: dict) -> list[str]:
         return field_paths(self.read(data, options))

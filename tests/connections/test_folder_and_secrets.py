@@ -22,6 +22,17 @@ def test_file_name_template_and_atomic_write(tmp_path):
     assert not [p for p in target.parent.iterdir() if p.name.startswith(".pushflow-")]  # no temporary left
 
 
+def test_a_spooled_output_is_copied_whole_in_both_modes(tmp_path):
+    import io
+
+    body = bytes(range(256)) * 1000  # several read chunks
+    for mode in ("file", "append", "append"):
+        where = FOLDER.write({"path": str(tmp_path)}, {}, {"file_name": f"{mode}.bin", "mode": mode},
+                            Delivery(b"", "application/octet-stream", PLACES, file=io.BytesIO(body)))
+        assert f"wrote {len(body)} bytes" in str(where)
+    assert (tmp_path / "file.bin").read_bytes() == body and (tmp_path / "append.bin").read_bytes() == body * 2
+
+
 def test_same_name_is_replaced_whole_so_a_rerun_is_idempotent(tmp_path):
     write(tmp_path, "{message_id}.csv", b"first")
     write(tmp_path, "{message_id}.csv", b"second")

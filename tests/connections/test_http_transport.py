@@ -182,3 +182,14 @@ def test_reply_formats_catch_a_reply_that_is_not_what_it_says(server):
     with pytest.raises(TransportError) as caught:
         deliver(server + "/xml", {"reply_formats": {"*": "json"}}, retries=0)
     assert "not valid json" in caught.value.reason
+
+
+def test_a_spooled_output_is_sent_whole_with_its_length_on_every_try(server):
+    import io
+
+    body = b'{"n": 1}\n' * 20_000  # past one read chunk
+    delivery = Delivery(b"", "application/x-ndjson", {"message_id": "m-7"}, file=io.BytesIO(body))
+    assert "answered 200" in str(http.write({"url": server + "/flaky", "retries": 2}, {}, {}, delivery))
+    assert [call["body"] for call in Recorder.calls] == [body, body]  # the retry read the file again from its start
+    assert Recorder.calls[1]["headers"]["Content-Length"] == str(len(body))
+    assert "Transfer-Encoding" not in Recorder.calls[1]["headers"]
