@@ -55,6 +55,13 @@ def entity_name(flow) -> str:
     return str(options.get("entity") or options.get("table") or flow.name)[:200]
 
 
+def wants_output(flow_id: int) -> bool:
+    """Whether a run of this flow must keep its output bytes (an output.ready subscriber or a
+    pull queue needs them); one cached look."""
+    snap = interest.snapshot()
+    return snap.wants("output.ready", flow_id) or flow_id in snap.queue_flows
+
+
 def emit_run_finished(run, result) -> None:
     """A run ended: `run.succeeded` / `run.failed` to subscribers, and (succeeded) its output kept
     for `output.ready` subscribers and queues. Call inside the transaction that records the run."""

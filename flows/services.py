@@ -12,7 +12,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from connections.transports import TransportError
-from events.services import emit_run_finished
+from events.services import emit_run_finished, wants_output
 from listeners.dispatch import PUBLISH_BATCH, publish_many
 from listeners.models import Message
 
@@ -147,7 +147,8 @@ def run_message(message_id) -> FlowRun | None:
             error="no enabled flow for this listener when the message ran",
         )
         return None
-    run, result, failure = _execute_run(flow, message, keep_output=False)
+    # An async run drops its output once delivered, unless subscribers or queues take it.
+    run, result, failure = _execute_run(flow, message, keep_output=wants_output(flow.pk))
     with transaction.atomic():
         finish_run(run, result, failure)
         _finish_message(message, failure, flow)

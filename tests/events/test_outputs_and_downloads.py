@@ -105,3 +105,15 @@ def test_no_output_is_kept_when_nobody_wants_it(async_flow, user, make_subscript
                                     {"expires": "9" * 40, "signature": "0"}])
 def test_garbage_in_a_download_url_is_a_403_not_a_500(output, client, params):
     assert client.get(f"/api/v1/outputs/{output.pk}/download", params).status_code == 403
+
+
+def test_a_streamed_async_run_keeps_its_whole_output_for_subscribers(user, async_flow, make_subscription, subscriber,
+                                                                      django_capture_on_commit_callbacks):
+    """Async runs drop their output once delivered, unless an output.ready subscriber or a queue takes it."""
+    async_flow.mapping = {"records": "patients", "fields": [{"target": "id", "source": "id", "type": "integer"},
+                                                             {"target": "family", "source": "name.family"}]}
+    async_flow.save()
+    make_subscription(user, ["output.ready"], [async_flow])
+    run(async_flow, django_capture_on_commit_callbacks,
+        b'{"patients": [{"id": 1, "name": {"family": "Ada"}}, {"id": 2, "name": {"family": "Bo"}}]}')
+    assert Output.objects.get().file.read_bytes() == b"id,family\r\n1,Ada\r\n2,Bo\r\n"
