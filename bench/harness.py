@@ -90,6 +90,54 @@ class Server:
         a request costs the server does not, so the benchmarks report both."""
         return process_cpu_seconds(self.proc.pid)
 
+    def sql(self, query: str, params: tuple = ()) -> list[tuple]:
+        """Rows of a read-only query on this server's database (figures the API would page through slowly)."""
+        url = self.env.get("DATABASE_URL", "")
+        if url.startswith("postgresql"):
+            import psycopg
+
+            with psycopg.connect(url) as conn:
+                return conn.execute(query.replace("?", "%s"), params).fetchall()
+        import sqlite3
+
+        with sqlite3.connect(os.path.join(self.var, "pushflow.sqlite3"), timeout=30) as conn:
+            return conn.execute(query, params).fetchall()
+
+    def now(self) -> str:
+        """The database's clock as the messages' received_at is written (UTC)."""
+        from datetime import UTC, datetime
+
+        return datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+    def wait_idle(self, listener_id: int, timeout: float = 300) -> None:
+        """Wait until no message of the listener is queued or running."""
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            busy = self.sql("SELECT COUNT(*) FROM listeners_message WHERE listener_id = ? AND status IN ('queued', 'running')",
+                            (listener_id,))[0][0]
+            if not busy:
+                return
+            time.sleep(0.5)
+        raise SystemExit(f"messages still queued or running after {timeout}s")
+
+    def run_delays(self, since: str) -> list[tuple[float, float]]:
+        """(ms from received to run started, ms to run finished) of every message received after `since`."""
+        rows = self.sql("SELECT m.received_at, r.started_at, r.finished_at FROM listeners_message m "
+                        "JOIN flows_flowrun r ON r.message_id = m.id WHERE m.received_at > ? AND r.finished_at IS NOT NULL",
+                        (since,))
+        from datetime import datetime
+
+        def at(value):
+            if isinstance(value, str):
+                value = datetime.fromisoformat(value.replace(" ", "T"))
+            return value.replace(tzinfo=None) if value.tzinfo is None else value
+
+        out = []
+        for received, started, finished in rows:
+            r = at(received)
+            out.append(((at(started) - r).total_seconds() * 1000, (at(finished) - r).total_seconds() * 1000))
+        return out
+
     def message_count(self, listener_id: int, status: str = "") -> int:
         query = f"listener={listener_id}&limit=1" + (f"&status={status}" if status else "")
         return self.call("GET", f"/api/v1/messages/?{query}")["count"]
@@ -118,12 +166,15 @@ end
 """
 
 
-def wrk(url: str, token: str, body: str, connections: int, seconds: int) -> dict:
-    """Run wrk -t2 against url; returns req/s, p50/p99 (ms), non-2xx and socket errors."""
+def wrk(url: str, token: str, body: str, connections: int, seconds: int, delay_ms: int = 0) -> dict:
+    """Run wrk -t2 against url; returns req/s, p50/p99 (ms), non-2xx and socket errors.
+    `delay_ms`: each connection waits this long between requests (a paced load, not a flood)."""
     if not shutil.which("wrk"):
         raise SystemExit("wrk is not installed: apt-get install wrk")
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
         script.write(WRK_SCRIPT % {"token": token, "body": body})
+        if delay_ms:
+            script.write(f"delay = function() return {int(delay_ms)} end\n")
     try:
         out = subprocess.run(["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s", "-s", script.name, url],
                              capture_output=True, text=True, check=True).stdout

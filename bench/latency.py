@@ -1,11 +1,11 @@
 """Payload-to-run latency: how long after its 202 a message starts and finishes running.
 
-Messages are posted one at a time with a short pause (an idle system), on the
-embedded default and on PostgreSQL + Redis; the delay is read from the message's
-`received_at` and its run's `started_at` / `finished_at`. The embedded broker
-polls its folder, so its delay is mostly that poll interval (50 ms by default).
+Two loads, on the embedded default and on PostgreSQL + Redis: messages posted one at
+a time with a short pause (an idle system), then a steady stream at half of the
+capacity measured a moment before (wrk with paced connections). The delay is read
+from each message's `received_at` and its run's `started_at` / `finished_at`.
 
-    .venv/bin/python bench/latency.py [--count 100]
+    .venv/bin/python bench/latency.py [--count 100] [--seconds 10]
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from datetime import datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.harness import commit, payload_1kb, running  # noqa: E402
+from bench.harness import commit, payload_1kb, running, wrk  # noqa: E402
 from bench.ingest import configurations, fresh_postgres, setup_flow  # noqa: E402
 from bench.results import write_section  # noqa: E402
 
@@ -55,22 +55,52 @@ def measure(server, count: int) -> tuple[list[float], list[float]]:
     return start, finish
 
 
+LOAD_CONNECTIONS = 16
+
+
+def measure_loaded(server, listener_id: int, seconds: int) -> tuple[float, float, list[float], list[float]]:
+    """Capacity (req/s, flood of 32 connections), then a paced stream at half of it; returns
+    (capacity, achieved rate, start delays, finish delays) of the paced messages."""
+    body = payload_1kb()
+    url = server.base + "/listen/bench"
+    capacity = wrk(url, server.token, body, 32, 5)["rps"]
+    server.wait_idle(listener_id)
+    since = server.now()
+    # Each connection sends, waits for its answer, then pauses: rate ~ connections / (pause + answer time).
+    delay_ms = max(1, int(LOAD_CONNECTIONS * 1000 / (capacity / 2)) - 2)
+    paced = wrk(url, server.token, body, LOAD_CONNECTIONS, seconds, delay_ms=delay_ms)
+    server.wait_idle(listener_id)
+    rows = server.run_delays(since)
+    return capacity, paced["rps"], [r[0] for r in rows], [r[1] for r in rows]
+
+
+def summary(values: list[float]) -> str:
+    return f"{statistics.median(values):.0f} / {percentile(values, 99):.0f} / {max(values):.0f}"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--count", type=int, default=100)
+    parser.add_argument("--seconds", type=int, default=10)
     args = parser.parse_args()
-    lines = ["| config | messages | to run start p50 / p95 / max ms | to run finished p50 / p95 / max ms |", "|---|---|---|---|"]
+    idle = ["| config | messages | to run start p50 / p95 / max ms | to run finished p50 / p95 / max ms |", "|---|---|---|---|"]
+    loaded = ["| config | capacity req/s | paced req/s | messages | to run start p50 / p99 / max ms | "
+              "to run finished p50 / p99 / max ms |", "|---|---|---|---|---|---|"]
     for name, env in configurations(None).items():
         if name == "postgres":
             fresh_postgres()
         with running(env) as server:
-            setup_flow(server)
+            listener_id = setup_flow(server)
             start, finish = measure(server, args.count)
-        lines.append(f"| {name} | {len(start)} | {statistics.median(start):.0f} / {percentile(start, 95):.0f} / {max(start):.0f} | "
-                     f"{statistics.median(finish):.0f} / {percentile(finish, 95):.0f} / {max(finish):.0f} |")
-    text = "\n".join(lines)
-    write_section("latency", "Payload to run latency, one message at a time (idle system)", text,
-                  f"commit {commit()}, {os.cpu_count()} cores")
+            capacity, rate, loaded_start, loaded_finish = measure_loaded(server, listener_id, args.seconds)
+        idle.append(f"| {name} | {len(start)} | {statistics.median(start):.0f} / {percentile(start, 95):.0f} / {max(start):.0f} | "
+                    f"{statistics.median(finish):.0f} / {percentile(finish, 95):.0f} / {max(finish):.0f} |")
+        loaded.append(f"| {name} | {capacity:.0f} | {rate:.0f} | {len(loaded_start)} | {summary(loaded_start)} | "
+                      f"{summary(loaded_finish)} |")
+    text = "\n".join(["One message at a time (idle system):", "", *idle, "",
+                      f"A steady stream at about half of the capacity measured just before ({LOAD_CONNECTIONS} paced "
+                      f"connections, {args.seconds}s):", "", *loaded])
+    write_section("latency", "Payload to run latency", text, f"commit {commit()}, {os.cpu_count()} cores")
     print(text)
     return 0
 

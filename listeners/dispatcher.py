@@ -26,12 +26,15 @@ from django.db import DatabaseError, close_old_connections, connection, connecti
 from django.db.models import Q
 from django.utils import timezone
 
-from .dispatch import PUBLISH_BATCH, publish_many
+from .dispatch import publish_many
 from .models import Message
 
 log = logging.getLogger(__name__)
 CHANNEL = "pushflow_queued"
 CLAIM_LIMIT = 500
+# Ids per published task: small enough that a backlog spreads over every worker process
+# (a task's messages run one after another), large enough to spare the broker.
+DISPATCH_BATCH = 10
 IDLE_WAIT_SECONDS = 1.0  # the longest wait for a wake-up before looking anyway
 SQLITE_CHECK_SECONDS = 0.003
 BROKER_PAUSE_SECONDS = 3.0
@@ -68,8 +71,8 @@ def hand_back(ids: list[str]) -> None:
 def dispatch_once(limit: int = CLAIM_LIMIT) -> tuple[int, bool]:
     """Claim and publish one round; (messages claimed, whether the broker took them all)."""
     ids = claim_undispatched(limit)
-    for start in range(0, len(ids), PUBLISH_BATCH):
-        if not publish_many(ids[start:start + PUBLISH_BATCH]):
+    for start in range(0, len(ids), DISPATCH_BATCH):
+        if not publish_many(ids[start:start + DISPATCH_BATCH]):
             hand_back(ids[start:])
             return len(ids), False
     return len(ids), True

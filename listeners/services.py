@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from events.services import emit_message_rejected
 
-from .dispatch import publish, publish_soon
+from .dispatch import publish, publish_many, publish_soon
 from .models import Listener, Message
 from .writer import store_message
 
@@ -110,11 +110,15 @@ def requeue_due_messages(limit: int = 500) -> list:
 
 def sweep_queued_messages() -> int:
     """Publish every queued message that is due; returns how many were published."""
+    from .dispatcher import DISPATCH_BATCH
+
     published = 0
-    for message_id in requeue_due_messages():
-        if not publish(message_id):
+    ids = [str(pk) for pk in requeue_due_messages()]
+    for start in range(0, len(ids), DISPATCH_BATCH):
+        batch = ids[start:start + DISPATCH_BATCH]
+        if not publish_many(batch):
             break  # broker down: the rest is due again after the requeue window
-        published += 1
+        published += len(batch)
     return published
 
 

@@ -96,18 +96,18 @@ def test_sweeper_republishes_what_the_broker_lost(async_flow, monkeypatch, setti
     lost = queued(async_flow, enqueued_at=timezone.now() - timedelta(minutes=5))
     never = queued(async_flow, enqueued_at=None)
     published = []
-    monkeypatch.setattr(listener_services, "publish", lambda message_id: published.append(message_id) or True)
+    monkeypatch.setattr(listener_services, "publish_many", lambda ids: published.extend(ids) or True)
     assert sweep_queued_messages() == 2
-    assert set(published) == {lost.pk, never.pk} and fresh.pk not in published
+    assert set(published) == {str(lost.pk), str(never.pk)} and str(fresh.pk) not in published
 
 
-def test_sweeper_stops_at_the_first_failed_publish(async_flow, monkeypatch):
-    for _ in range(3):
+def test_sweeper_publishes_in_batches_and_stops_at_the_first_failed_publish(async_flow, monkeypatch):
+    for _ in range(25):
         queued(async_flow)
     calls = []
-    monkeypatch.setattr(listener_services, "publish", lambda message_id: calls.append(message_id) and False)
-    assert sweep_queued_messages() == 0
-    assert len(calls) == 1
+    monkeypatch.setattr(listener_services, "publish_many", lambda ids: calls.append(list(ids)) or len(calls) < 2)
+    assert sweep_queued_messages() == 10  # the first batch went; the second failed, the rest waits
+    assert [len(batch) for batch in calls] == [10, 10]
 
 
 def test_a_run_held_by_a_lost_worker_is_taken_back_then_failed_after_the_last_attempt(async_flow, settings):
