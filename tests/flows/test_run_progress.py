@@ -105,3 +105,18 @@ def test_a_failed_run_keeps_the_counts_its_progress_saved(lines_flow, monkeypatc
     run.refresh_from_db()
     assert run.status == "failed" and "malformed JSON" in run.error
     assert run.records_in == 40 and run.bytes_read > 0
+
+
+@pytest.mark.parametrize("stream", [True, False], ids=["streamed", "collect-first"])
+def test_both_engine_paths_save_progress_as_records_are_read(lines_flow, monkeypatch, stream):
+    from flows.engine import execute
+
+    monkeypatch.setattr(text, "CHUNK_BYTES", 128)
+    message = queued(lines_flow, LINES)
+    run = FlowRun.objects.create(flow=lines_flow, message=message)
+    seen: list = []
+    body = SlowBody(LINES, seen)
+    tracker = RunProgress(run.pk, body, interval=0.03)
+    result = execute(lines_flow, body, message_id="m", run_id=run.pk, progress=tracker, stream=stream)
+    assert result.records_out == 40 and tracker.saves >= 2
+    assert [row for row in seen if 0 < row[1] < 40]  # counts part way, seen while reading
