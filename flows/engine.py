@@ -26,6 +26,7 @@ from .lookups import LookupTableError, database_tables
 from .lookups import resolve as resolve_lookups
 from .mapping import CompiledMapping, FieldError, MappingError, compile_mapping
 from .models import Flow
+from .progress import RunProgress
 
 _CACHE_SIZE = 256
 _cache: OrderedDict[tuple[int, int], CompiledMapping] = OrderedDict()
@@ -80,14 +81,15 @@ def compiled_mapping(flow: Flow) -> CompiledMapping:
     return compiled
 
 
-def map_payload(flow: Flow, data: bytes, message_meta: dict | None = None) -> RunResult:
+def map_payload(flow: Flow, data: bytes, message_meta: dict | None = None,
+                progress: RunProgress | None = None) -> RunResult:
     """Read the payload and map every record (no writing, no delivery)."""
     try:
         mapping = compiled_mapping(flow)
     except MappingError as exc:
         raise RunFailure(f"the flow's mapping is invalid: {exc}", bad_data=False) from None
     with run_lookups(flow.lookups, flow.owner_id):
-        result = map_records(mapping, flow.source_format, data, flow.on_error, message_meta)
+        result = map_records(mapping, flow.source_format, data, flow.on_error, message_meta, progress=progress)
     if result.rejected and not result.records and not result.filtered:
         first = result.rejected[0]
         raise RunFailure(f"every record was rejected; record {first['index'] + 1}: {first['reason']}", bad_data=True)
@@ -120,17 +122,17 @@ def run_lookups(lookups: dict, owner_id: int):
 
 
 def map_records(mapping: CompiledMapping, source, data: bytes, on_error: str, message_meta: dict | None = None,
-                preview_limit: int | None = None) -> RunResult:
+                preview_limit: int | None = None, progress: RunProgress | None = None) -> RunResult:
     """Map each record of `data` read with the `source` format, following the record policy.
 
     reject_record leaves a bad record out (its reason kept); reject_payload fails the
     whole payload; halt keeps what was mapped before the bad record and stops there
     (`result.halted`). With `preview_limit`, every field error of the first records is
-    collected instead, and nothing fails.
+    collected instead, and nothing fails. `progress` is told of each record (not in a preview).
     """
     result = RunResult()
     if preview_limit is None:
-        result.records.extend(mapped_records(mapping, source, data, on_error, result, message_meta))
+        result.records.extend(mapped_records(mapping, source, data, on_error, result, message_meta, progress))
         return _finish(result, mapping, source)
     out = result.records
     codec = source.codec
@@ -167,9 +169,10 @@ def map_records(mapping: CompiledMapping, source, data: bytes, on_error: str, me
 
 
 def mapped_records(mapping: CompiledMapping, source, data, on_error: str, result: RunResult,
-                   message_meta: dict | None = None) -> Iterator[dict]:
+                   message_meta: dict | None = None, progress: RunProgress | None = None) -> Iterator[dict]:
     """Each mapped record of `data`, as it is read, following the record policy (see
-    `map_records`); the counts, rejections and a halt go into `result` as they happen.
+    `map_records`); the counts, rejections and a halt go into `result` as they happen,
+    and `progress` (a running run's throttled counter) is ticked once per record.
     Raises RunFailure for an unreadable payload or a record reject_payload refuses."""
     codec = source.codec
     view = codec.expression_view if type(codec).expression_view is not Codec.expression_view else None
@@ -179,6 +182,8 @@ def mapped_records(mapping: CompiledMapping, source, data, on_error: str, result
             for record, parent in mapping.records_of(document):
                 index = result.records_in
                 result.records_in += 1
+                if progress is not None:
+                    progress.tick(result)
                 scope = Scope(document, meta, parent, view)
                 try:
                     if not mapping.keep(record, scope):
@@ -219,7 +224,8 @@ def _single(mapping: CompiledMapping, source) -> bool:
 
 
 def execute(flow: Flow, data: bytes | BinaryIO, message_id: str = "", run_id: int | None = None,
-            message_meta: dict | None = None, keep_output: bool = True, stream: bool = True) -> RunResult:
+            message_meta: dict | None = None, keep_output: bool = True, stream: bool = True,
+            progress: RunProgress | None = None) -> RunResult:
     """Run `flow` on `data`: map, write in the destination format, deliver to its connection.
 
     Records stream from the reader through the mapping into the writer, spooled to a
@@ -230,6 +236,7 @@ def execute(flow: Flow, data: bytes | BinaryIO, message_id: str = "", run_id: in
     so reject_payload still delivers nothing. `keep_output=False` (the async runner) leaves
     `result.output` empty when the output went to a connection, so a large output is never
     held in memory; `stream=False` maps every record before writing (to compare against).
+    `progress` saves a long run's counts as it goes (see flows/progress.py).
     """
     try:
         mapping = compiled_mapping(flow)
@@ -241,7 +248,7 @@ def execute(flow: Flow, data: bytes | BinaryIO, message_id: str = "", run_id: in
                and not _single(mapping, flow.source_format)
                and (connection is None or connection.transport.accepts_file))
     if not streams:
-        result = map_payload(flow, data, message_meta)
+        result = map_payload(flow, data, message_meta, progress)
         try:
             result.output = destination.codec.write(result.records, result.targets, destination.options or {},
                                                     result.single)
@@ -249,7 +256,7 @@ def execute(flow: Flow, data: bytes | BinaryIO, message_id: str = "", run_id: in
             raise RunFailure(f"cannot write the output as {destination.kind}: {exc}", bad_data=False) from None
         return _deliver(flow, result, destination, message_id, run_id)
     with tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY_BYTES) as spool:
-        result = _map_and_write(flow, mapping, data, message_meta, destination, spool)
+        result = _map_and_write(flow, mapping, data, message_meta, destination, spool, progress)
         if keep_output or connection is None:
             spool.seek(0)
             result.output = spool.read()
@@ -260,14 +267,14 @@ SPOOL_MEMORY_BYTES = 4 * 1024 * 1024
 
 
 def _map_and_write(flow: Flow, mapping: CompiledMapping, data, message_meta: dict | None, destination,
-                   spool: BinaryIO) -> RunResult:
+                   spool: BinaryIO, progress: RunProgress | None = None) -> RunResult:
     """Map records into the destination codec's writer one by one. The checks come in the order
     they had when every record was mapped before writing: the record policy, then 'every
     record was rejected', then a write error (the rest is still mapped after one)."""
     result = RunResult()
     write_error = None
     with run_lookups(flow.lookups, flow.owner_id):
-        records = mapped_records(mapping, flow.source_format, data, flow.on_error, result, message_meta)
+        records = mapped_records(mapping, flow.source_format, data, flow.on_error, result, message_meta, progress)
         try:
             destination.codec.write_stream(records, mapping.targets, destination.options or {}, spool)
         except CodecError as exc:

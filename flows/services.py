@@ -18,6 +18,7 @@ from listeners.models import Message
 
 from .engine import RunFailure, RunResult, execute
 from .models import Flow, FlowRun
+from .progress import RunProgress
 
 log = logging.getLogger(__name__)
 MAX_RETRY_DELAY = 300
@@ -90,24 +91,28 @@ def _flow_for(message: Message) -> Flow | None:
 
 
 def start_run(flow: Flow, message: Message | None, trigger: str = "event") -> FlowRun:
+    """A running run with nothing read yet; the engine's RunProgress fills in the counts as it goes."""
     return FlowRun.objects.create(
         flow=flow, message=message, trigger=trigger, attempt=message.attempts if message else 1,
-        bytes_read=message.size if message else 0,
     )
 
 
 def finish_run(run: FlowRun, result: RunResult | None, failure: RunFailure | None) -> None:
     run.finished_at = timezone.now()
+    ending = ["status", "finished_at", "log", "error"]
     if failure is None:
         run.status = FlowRun.Status.SUCCEEDED
         run.records_in, run.records_out = result.records_in, result.records_out
         run.records_rejected = len(result.rejected)
+        run.bytes_read = run.message.size if run.message_id else 0
         run.log = result.log
+        ending += ["records_in", "records_out", "records_rejected", "bytes_read"]
     else:
+        # A failed run keeps the counts and bytes its last progress save wrote.
         run.status = FlowRun.Status.FAILED
         run.error = failure.reason
         run.log = [*(result.log if result else []), f"failed: {failure.reason}"]
-    run.save()
+    run.save(update_fields=ending)
     # Subscribers and pull queues hear of it when this transaction commits (one cached look when there are none).
     emit_run_finished(run, result if failure is None else None)
 
@@ -127,7 +132,8 @@ def _execute_run(flow: Flow, message: Message, keep_output: bool = True) -> tupl
     try:
         with message.open_body() as body:  # a large body streams from its file
             return run, execute(flow, body, message_id=str(message.pk), run_id=run.pk,
-                                message_meta=message_metadata(message), keep_output=keep_output), None
+                                message_meta=message_metadata(message), keep_output=keep_output,
+                                progress=RunProgress(run.pk, body)), None
     except RunFailure as exc:
         return run, None, exc
     except Exception as exc:  # a bug in the engine must still end the run, not leave it running

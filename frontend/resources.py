@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from django.contrib.auth.models import Group
 from django.db import IntegrityError, transaction
 from django.db.models import ProtectedError
 
@@ -15,7 +16,7 @@ from config.api import visible_to
 from connections.api.serializers import ConnectionSerializer
 from connections.models import Connection
 from connections.transports import transports
-from flows.api.serializers import FlowSerializer
+from flows.api.serializers import RETRY_SCHEMA, FlowSerializer
 from flows.models import Flow
 from formats.api.serializers import FormatSerializer
 from formats.codecs import codecs
@@ -46,6 +47,19 @@ def _secret_schema(names) -> dict:
     return {"type": "object", "properties": {name: {"type": "string"} for name in names}}
 
 
+def _sharing(user) -> Section:
+    """Teams (Django groups) to share with: those the user is in (any, for a superuser)."""
+    groups = Group.objects.order_by("name") if user.is_superuser else user.groups.order_by("name")
+    teams = _choices(groups)
+    return Section("Sharing", {"type": "object", "properties": {"teams": {
+        "type": "array", "items": {"enum": [pk for pk, _ in teams]}, "x-choices": teams, "x-widget": "checkboxes",
+        "title": "Teams", "description": "Members may read and use it; only the owner changes it."}}}, "sharing.")
+
+
+def _teams_of(instance) -> dict:
+    return {"teams": [team.pk for team in instance.teams.all()]}
+
+
 @dataclass
 class Section:
     """One group of inputs: its schema, where its values come from and which are secret."""
@@ -64,6 +78,19 @@ class Resource:
     registry = None
     plural = ""
     singular = ""
+    # Serializer fields drawn in a section of their own (by prefix), whose values are top-level
+    # fields of the API JSON: their errors go back to that section.
+    flat_sections: dict[str, tuple[str, ...]] = {"sharing.": ("teams",)}
+
+    def placement(self) -> dict[str, str]:
+        """{API field: section prefix} for the fields of `flat_sections`."""
+        return {name: prefix for prefix, names in self.flat_sections.items() for name in names}
+
+    def merge_flat(self, read: dict, data: dict) -> dict:
+        """Lift the values of the `flat_sections` read from a page into the API JSON."""
+        for prefix in self.flat_sections:
+            data.update(read.get(prefix) or {})
+        return data
 
     def queryset(self, user):
         return visible_to(user, self.model.objects.all())
@@ -98,14 +125,15 @@ class FormatResource(Resource):
                            "description": "Checked at the door when a listener uses this format."},
             }}, ""),
             Section(f"{codecs.get(kind).label} options", codecs.get(kind).options_schema, "options."),
+            _sharing(user),
         ]
 
     def values(self, instance):
         return {"": {"name": instance.name, "sample": instance.sample, "schema": instance.schema},
-                "options.": instance.options or {}}
+                "options.": instance.options or {}, "sharing.": _teams_of(instance)}
 
     def payload(self, read, kind):
-        return {**read[""], "kind": kind, "options": read["options."]}
+        return self.merge_flat(read, {**read[""], "kind": kind, "options": read["options."]})
 
 
 class ConnectionResource(Resource):
@@ -120,13 +148,14 @@ class ConnectionResource(Resource):
         if transport.secret_options:
             sections.append(Section("Secrets (write-only)", _secret_schema(transport.secret_options), "secrets.",
                                     tuple(transport.secret_options)))
-        return sections
+        return [*sections, _sharing(user)]
 
     def values(self, instance):
-        return {"": {"name": instance.name}, "options.": instance.options or {}, "secrets.": {}}
+        return {"": {"name": instance.name}, "options.": instance.options or {}, "secrets.": {},
+                "sharing.": _teams_of(instance)}
 
     def payload(self, read, kind):
-        data = {**read[""], "kind": kind, "options": read["options."]}
+        data = self.merge_flat(read, {**read[""], "kind": kind, "options": read["options."]})
         if read.get("secrets."):
             data["secrets"] = read["secrets."]
         return data
@@ -134,6 +163,9 @@ class ConnectionResource(Resource):
 
 class ListenerResource(Resource):
     model, serializer, plural, singular = Listener, ListenerSerializer, "listeners", "listener"
+    flat_sections = {"access.": ("ip_allowlist", "cors_origins"),
+                     "limits.": ("rate_limit", "max_concurrent", "dedupe_window_seconds", "retention_days"),
+                     "sharing.": ("teams",)}
 
     def queryset(self, user):
         return visible_to(user, Listener.objects.select_related("flow", "format"))
@@ -167,6 +199,25 @@ class ListenerResource(Resource):
                 "api_key": {"type": "string", "title": "API key"},
                 "signing_keys": {"type": "array", "items": {"type": "string"}, "title": "HMAC signing keys"},
             }}, "secrets.", ("api_key", "signing_keys")),
+            Section("Who may push", {"type": "object", "properties": {
+                "ip_allowlist": {"type": "array", "items": {"type": "string"}, "title": "IP allow-list",
+                                 "description": "Addresses or CIDR ranges (10.0.0.0/8) allowed to push; empty: any."},
+                "cors_origins": {"type": "array", "items": {"type": "string"}, "title": "CORS origins",
+                                 "description": "Web origins (https://app.example.com) whose pages may push from a "
+                                                "browser; * for any; empty: none."},
+            }}, "access."),
+            Section("Limits and keeping", {"type": "object", "properties": {
+                "rate_limit": {"type": "number", "title": "Rate limit (requests per second)", "default": 0,
+                               "description": "Per web process; 0: no limit."},
+                "max_concurrent": {"type": "integer", "title": "Requests at once", "default": 0,
+                                   "description": "Per web process; 0: no cap."},
+                "dedupe_window_seconds": {"type": "integer", "title": "Duplicate window (seconds)", "default": 0,
+                                          "description": "The same body again within this many seconds (without an "
+                                                         "Idempotency-Key) gets the first receipt; 0: off."},
+                "retention_days": {"type": "integer", "title": "Keep finished messages (days)", "default": 30,
+                                   "description": "0: kept forever."},
+            }}, "limits."),
+            _sharing(user),
         ]
 
     def values(self, instance):
@@ -175,10 +226,12 @@ class ListenerResource(Resource):
             "timeout_seconds", "expected_gap_minutes", "enabled")}
         own["format"] = instance.format_id
         own["allowed_users"] = [u.get_username() for u in instance.allowed_users.all()]
-        return {"": own, "signature.": instance.signature or {}, "secrets.": {}}
+        return {"": own, "signature.": instance.signature or {}, "secrets.": {}, "sharing.": _teams_of(instance),
+                "access.": {"ip_allowlist": instance.ip_allowlist, "cors_origins": instance.cors_origins},
+                "limits.": {name: getattr(instance, name) for name in self.flat_sections["limits."]}}
 
     def payload(self, read, kind):
-        data = dict(read[""])
+        data = self.merge_flat(read, dict(read[""]))
         if data.get("auth") == Listener.Auth.HMAC:
             data["signature"] = read["signature."]
         if read.get("secrets."):
@@ -188,6 +241,7 @@ class ListenerResource(Resource):
 
 class FlowResource(Resource):
     model, serializer, plural, singular = Flow, FlowSerializer, "flows", "flow"
+    flat_sections = {"running.": ("concurrency", "ordering", "lookups"), "sharing.": ("teams",)}
 
     def queryset(self, user):
         return visible_to(user, Flow.objects.select_related(
@@ -233,19 +287,35 @@ class FlowResource(Resource):
             }}, "destination."),
             Section("Destination options" + (f" ({connection.transport.label})" if connection else ""),
                     destination_options, "destination.options."),
+            Section("Running", {"type": "object", "properties": {
+                "concurrency": {"type": "integer", "title": "Most runs at once", "default": 0,
+                                "description": "0: no cap."},
+                "ordering": _pick("Order of runs", Flow._meta.get_field("ordering").choices, nullable=False,
+                                  default="none"),
+                "lookups": {"type": "object", "title": "Lookup tables",
+                            "description": 'Tables for $lookup(table, key): {"country": {"FR": "France"}}, or a '
+                                           'database table {"t": {"connection": id, "table", "key", "value"}}.'},
+            }}, "running."),
+            Section("Retry policy", RETRY_SCHEMA, "retry."),
+            _sharing(user),
         ]
 
     def values(self, instance):
         own = {"name": instance.name, "listener": instance.listener_id, "source_connection": instance.source_connection_id,
                "source_format": instance.source_format_id, "trigger": instance.trigger, "schedule": instance.schedule,
                "on_error": instance.on_error}
-        return {"": own, "source_options.": instance.source_options or {},
+        return {"": own, "source_options.": instance.source_options or {}, "sharing.": _teams_of(instance),
+                "running.": {"concurrency": instance.concurrency, "ordering": instance.ordering,
+                             "lookups": instance.lookups or {}},
+                "retry.": instance.retry or {},
                 "destination.": {"connection": instance.destination_connection_id,
                                           "format": instance.destination_format_id},
                 "destination.options.": instance.destination_options or {}}
 
     def payload(self, read, kind):
-        data = dict(read[""])
+        data = self.merge_flat(read, dict(read[""]))
+        if "retry." in read:
+            data["retry"] = read["retry."]
         if "source_options." in read:
             data["source_options"] = read["source_options."]
         if "destination." in read:
@@ -279,11 +349,15 @@ def read_sections(sections: list[Section], post) -> tuple[dict, dict]:
     return read, errors
 
 
-def errors_for_sections(api_errors: dict) -> dict:
-    """The serializer's errors put under the section and field they name."""
+def errors_for_sections(api_errors: dict, placement: dict[str, str] | None = None) -> dict:
+    """The serializer's errors put under the section and field they name (`placement`: the
+    section prefix of top-level fields drawn in a section of their own)."""
     placed = {"": {}}
+    placement = placement or {}
     for name, value in api_errors.items():
-        if name in ("options", "secrets", "signature", "source_options"):
+        if name in placement:
+            placed.setdefault(placement[name], {}).setdefault(name, []).extend(messages_of(value))
+        elif name in ("options", "secrets", "signature", "source_options", "retry"):
             for field, texts in errors_by_field(value).items():
                 placed.setdefault(f"{name}.", {}).setdefault(field, []).extend(texts)
         elif name == "destination" and isinstance(value, dict):
@@ -305,7 +379,7 @@ def save(resource: Resource, request, data: dict, instance=None):
     context = {"request": request}
     serializer = resource.serializer(instance, data=data, partial=instance is not None, context=context)
     if not serializer.is_valid():
-        return None, errors_for_sections(serializer.errors)
+        return None, errors_for_sections(serializer.errors, resource.placement())
     before = resource.serializer(instance, context=context).data if instance is not None else None
     secrets = data.get("secrets") if isinstance(data.get("secrets"), dict) else {}
     try:

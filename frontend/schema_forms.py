@@ -2,9 +2,10 @@
 pages' own fields) become inputs, the posted form becomes the JSON the serializers check, and
 their error messages go back beside the field they name.
 
-Handles objects whose properties are string, integer, number, boolean, enum and arrays of
-strings; anything else (nested objects, arrays of objects) is edited as JSON text. Secret
-fields are password inputs that are never filled in: blank keeps what is stored.
+Handles objects whose properties are string, integer, number, boolean, enum, arrays of
+strings and arrays of choices (`"x-widget": "checkboxes"`, e.g. teams); anything else
+(nested objects, arrays of objects) is edited as JSON text. Secret fields are password
+inputs that are never filled in: blank keeps what is stored.
 """
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ class Field:
     name: str
     input_name: str
     label: str
-    widget: str  # text, textarea, number, checkbox, select, lines, json, password, password_lines
+    widget: str  # text, textarea, number, checkbox, checkboxes, select, lines, json, password, password_lines
     value: str = ""
     checked: bool = False
     choices: list[tuple[str, str]] = field(default_factory=list)
@@ -32,6 +33,7 @@ class Field:
     help: str = ""
     step: str = "1"
     errors: list[str] = field(default_factory=list)
+    selected: list[str] = field(default_factory=list)  # checkboxes: the values ticked
 
 
 def _widget(prop: dict, secret: bool) -> str:
@@ -39,6 +41,8 @@ def _widget(prop: dict, secret: bool) -> str:
     items = prop.get("items") or {}
     if secret:
         return "password_lines" if kind == "array" else "password"
+    if prop.get("x-widget") == "checkboxes":
+        return "checkboxes"
     if "enum" in prop:
         return "select"
     if kind == "boolean":
@@ -71,7 +75,8 @@ def schema_fields(schema: dict, values: dict | None, errors: dict | None = None,
     for name, prop in (schema.get("properties") or {}).items():
         widget = _widget(prop, name in secrets)
         value = values.get(name, prop.get("default"))
-        choices = [(str(v), str(label)) for v, label in prop.get("x-choices", [(v, v) for v in prop.get("enum", [])])]
+        enum = prop.get("enum", (prop.get("items") or {}).get("enum", []))
+        choices = [(str(v), str(label)) for v, label in prop.get("x-choices", [(v, v) for v in enum])]
         help_text = prop.get("description", "")
         if widget.startswith("password"):
             help_text = help_text or "Write-only: leave blank to keep the stored value."
@@ -80,6 +85,7 @@ def schema_fields(schema: dict, values: dict | None, errors: dict | None = None,
             widget=widget, value=_shown(widget, value), checked=bool(value) if widget == "checkbox" else False,
             choices=choices, required=name in required, help=help_text, step="1" if prop.get("type") == "integer" else "any",
             errors=list(errors.get(name, [])),
+            selected=[str(v) for v in value] if widget == "checkboxes" and isinstance(value, list) else [],
         ))
     return fields
 
@@ -101,6 +107,10 @@ def read_form(schema: dict, post, prefix: str = "", secrets: tuple[str, ...] | l
         key = f"{prefix}{name}"
         if widget == "checkbox":
             values[name] = key in post
+            continue
+        if widget == "checkboxes":
+            by_text = {str(v): v for v in (prop.get("items") or {}).get("enum", [])}
+            values[name] = [by_text.get(text, text) for text in post.getlist(key)]
             continue
         text = post.get(key, "")
         if widget in ("lines", "password_lines"):

@@ -1,8 +1,10 @@
 """A listener's own page (full URL, a ready curl command, its auth settings, a box that sends a
-test payload and links to the message it made) and the connection test button."""
+test payload through the real ingest path and shows the answer with a link to the message it
+made) and the connection test button."""
 from __future__ import annotations
 
 import shlex
+from http import HTTPStatus
 
 from django.conf import settings
 from django.contrib import messages as notices
@@ -12,12 +14,14 @@ from django.views.decorators.http import require_POST
 
 from connections.services import test_connection
 from listeners.models import Listener
-from listeners.samples import SampleRefused, push_sample
+from listeners.samples import SampleRefused, parse_headers, push_sample
 
 from .resources import RESOURCES, may_change
 from .views_resources import _object
 
 MAX_SAMPLE = 1024 * 1024
+MAX_SHOWN = 64 * 1024
+TEST_METHODS = ("POST", "PUT", "PATCH", "GET", "DELETE")
 
 
 def listener_url(request, listener: Listener) -> str:
@@ -50,33 +54,41 @@ def curl_command(request, listener: Listener) -> str:
 def listener_detail(request, pk):
     listener = _object(RESOURCES["listeners"], request, pk)
     sample = listener.format.sample if listener.format is not None and listener.format.sample else '{"hello": "world"}'
+    answer = request.session.get("last_sample")
     return render(request, "frontend/listener.html", {
         "listener": listener, "url": listener_url(request, listener), "curl": curl_command(request, listener),
         "content_type": _content_type(listener), "sample": sample, "changeable": may_change(request.user, listener),
         "flow": getattr(listener, "flow", None), "secret_names": sorted(listener.secrets),
         "recent": listener.messages.defer("body", "body_text", "response_body").order_by("-received_at")[:10],
+        "answer": answer if isinstance(answer, dict) and answer.get("listener") == listener.pk else None,
+        "methods": TEST_METHODS, "default_method": listener.allowed_methods[0],
     })
 
 
 @login_required
 @require_POST
 def listener_test(request, pk):
+    """Push the box's payload through the listener's real ingest path as the signed-in user and
+    keep the answer (status, body, message) in the session for the page to show."""
     listener = _object(RESOURCES["listeners"], request, pk)
-    body = request.POST.get("body", "")
-    data = body.encode("utf-8")
-    if not body.strip():
-        notices.error(request, "Write a payload to send first.")
-    elif len(data) > min(MAX_SAMPLE, listener.max_body_bytes):
-        notices.error(request, f"The payload is over {min(MAX_SAMPLE, listener.max_body_bytes)} bytes.")
-    else:
-        try:
-            message = push_sample(listener, request.user, data, request.POST.get("content_type") or _content_type(listener))
-        except SampleRefused as exc:
-            notices.error(request, str(exc))
-        else:
-            request.session["last_sample"] = str(message.pk)
-            verb = "was rejected" if message.status == "rejected" else "was accepted"
-            notices.success(request, f"The test payload {verb} as message {message.pk}.")
+    data = request.POST.get("body", "").encode("utf-8")
+    method = request.POST.get("method", "").strip().upper() or listener.allowed_methods[0]
+    try:
+        if method not in TEST_METHODS:
+            raise SampleRefused(f"method {method[:20]!r} is not one of {', '.join(TEST_METHODS)}")
+        if len(data) > MAX_SAMPLE:
+            raise SampleRefused(f"the test box sends at most {MAX_SAMPLE} bytes")
+        headers = parse_headers(request.POST.get("headers", ""))
+        answer = push_sample(request, listener, request.user, data, method,
+                             request.POST.get("content_type", "").strip() or _content_type(listener), headers)
+    except SampleRefused as exc:
+        notices.error(request, str(exc))
+        return redirect(f"/listeners/{pk}/")
+    request.session["last_sample"] = {
+        "listener": listener.pk, "status": answer.status, "reason": HTTPStatus(answer.status).phrase,
+        "content_type": answer.content_type, "message": answer.message_id,
+        "body": answer.body[:MAX_SHOWN].decode("utf-8", "replace"), "cut": len(answer.body) > MAX_SHOWN,
+    }
     return redirect(f"/listeners/{pk}/")
 
 

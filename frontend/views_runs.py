@@ -19,11 +19,14 @@ def _runs(user):
 
 
 def progress_of(run: FlowRun) -> dict:
-    """Records done and bytes read; `total_bytes` is the payload's size when the run has a message."""
+    """Records done and bytes read; `total_bytes` is the payload's size when the run has a message,
+    and `percent` the share of it read (None when the size is unknown)."""
     total = run.message.size if run.message_id and run.message is not None else 0
+    finished = run.status != FlowRun.Status.RUNNING
+    percent = 100 if finished and total else (min(100, run.bytes_read * 100 // total) if total else None)
     return {"id": run.pk, "status": run.status, "records_in": run.records_in, "records_out": run.records_out,
             "records_rejected": run.records_rejected, "bytes_read": run.bytes_read, "total_bytes": total,
-            "error": run.error[:200], "finished": run.status != FlowRun.Status.RUNNING}
+            "percent": percent, "error": run.error[:200], "finished": finished}
 
 
 @login_required

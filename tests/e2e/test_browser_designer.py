@@ -2,7 +2,8 @@
 Playwright): JSON and CSV formats, a folder connection, a listener, a flow whose mapping is
 made by click and by drag in the mapping editor, enabled from the designer; then a payload
 pushed over HTTP is found on the messages page, opened, resubmitted, and its second run
-shows. A second test types a bad expression and sees the inline error, then the preview.
+shows. A second test types a bad expression and sees the inline error, then the preview; a
+third collapses the source tree by mouse and keyboard and sets a field's default and required.
 Screenshots of the pages go to $PUSHFLOW_SCREENSHOTS when it is set."""
 from __future__ import annotations
 
@@ -186,3 +187,44 @@ def test_a_bad_expression_shows_an_inline_error_and_the_preview_comes_back(app, 
     page.wait_for_function("document.getElementById('preview-output').textContent.includes('ANN EXAMPLE')")
     assert row.locator(".inline-error").inner_text() == ""
     assert '"id": 1' in page.inner_text("#preview-input")
+
+
+def test_the_source_tree_collapses_by_mouse_and_keyboard_and_a_default_is_set_in_its_row(app, page):
+    tag = uuid.uuid4().hex[:6]
+    flow_url = build_flow_through_the_ui(app, page, tag)
+    page.goto(flow_url + "mapping")
+    nested = page.locator("#source-tree button[data-path='customer.name']")
+    toggle = page.locator("#source-tree button.toggle[data-group='customer']")
+    assert nested.is_visible() and nested.inner_text() == "name"  # under its parent, by its own name
+    toggle.click()
+    assert not nested.is_visible() and toggle.get_attribute("aria-expanded") == "false"
+    toggle.focus()
+    page.keyboard.press("ArrowRight")  # expands
+    assert nested.is_visible() and toggle.get_attribute("aria-expanded") == "true"
+    page.keyboard.press("ArrowRight")  # goes into the group
+    assert page.evaluate("document.activeElement.dataset.path") == "customer.name"
+    page.keyboard.press("ArrowLeft")  # back up to the group's toggle
+    page.keyboard.press("ArrowLeft")  # collapses it
+    assert not nested.is_visible()
+
+    page.click("#new-field")
+    row = page.locator("#targets tr.target-row").nth(2)
+    row.locator("input.target").fill("email")
+    row.locator("input.value").fill("customer.email")  # not in the payload: the default fills it
+    row.locator("input.default").fill("n/a")
+    page.wait_for_function("document.getElementById('preview-output').textContent.includes('\"email\": \"n/a\"')")
+    row.locator("input.required").check()
+    row.locator("input.default").fill("")  # required and missing: the record is rejected, with the reason
+    page.wait_for_function("document.getElementById('preview-rejected').textContent.includes('required')")
+    row.locator("input.default").fill("n/a")
+    page.wait_for_function("document.getElementById('preview-output').textContent.includes('n/a')")
+    page.click("#save-mapping")
+    page.wait_for_function("document.getElementById('save-status').textContent === 'Saved.'")
+    flow_id = flow_url.rstrip("/").rsplit("/", 1)[1]
+    status, flow = app.request("GET", f"/api/v1/flows/{flow_id}/")
+    assert status == 200
+    assert flow["mapping"]["fields"][-1] == {"target": "email", "source": "customer.email", "default": "n/a",
+                                             "required": True}
+    page.reload()
+    saved = page.locator("#targets tr.target-row").nth(2)
+    assert saved.locator("input.default").input_value() == "n/a" and saved.locator("input.required").is_checked()

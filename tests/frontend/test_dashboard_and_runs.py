@@ -52,12 +52,13 @@ def test_run_progress_answers_only_visible_runs_and_refuses_garbage(logged_in, o
                                      size=2048)
     running = FlowRun.objects.create(flow=async_flow, message=message, bytes_read=1024, records_in=10)
     page = logged_in.get("/runs/").content.decode()
-    assert f'data-run="{running.pk}" data-status="running"' in page and "<progress" in page
+    assert f'data-run="{running.pk}" data-status="running"' in page
+    assert '<progress data-part="bar" max="2048" value="1024"' in page and '<small data-part="percent">50%</small>' in page
     message_page = logged_in.get(f"/messages/{message.pk}/").content.decode()
     assert f'data-run="{running.pk}" data-status="running"' in message_page and "progress.js" in message_page
     data = logged_in.get(f"/runs/progress?ids={running.pk},999").json()
     assert data["runs"] == [{"id": running.pk, "status": "running", "records_in": 10, "records_out": 0,
-                             "records_rejected": 0, "bytes_read": 1024, "total_bytes": 2048, "error": "",
+                             "records_rejected": 0, "bytes_read": 1024, "total_bytes": 2048, "percent": 50, "error": "",
                              "finished": False}]
     assert logged_in.get("/runs/progress?ids=a;b").status_code == 400
     logged_in.logout()

@@ -1,6 +1,8 @@
 // The mapping editor: source fields on the left (from the format's sample or a captured
-// message), destination rows on the right. Map by clicking a source field then "Map here",
-// or by dragging it onto a row (or onto "New field"). Every edit refreshes the preview
+// message) as a collapsible tree (nested fields under their parent; toggles are buttons, and
+// the arrow keys move through the tree, Left/Right collapse and expand), destination rows on
+// the right, each with its type, format, default and required. Map by clicking a source field
+// then "Map here", or by dragging it onto a row (or onto "New field"). Every edit refreshes the preview
 // (POST /api/v1/flows/{id}/preview with the unsaved mapping, debounced); a mapping that
 // cannot compile comes back as a 400 naming the field, shown under that field. "Save
 // mapping" PATCHes the flow through the same API (session + CSRF).
@@ -16,15 +18,119 @@
   let selected = null;      // the source path picked by a click
   let lastExpr = null;      // the expression input last edited, for the function list
   let timer = null;
-  let extra = {};           // per-row keys the editor does not show (format, default, required)
+  let extra = {};           // per-row keys of a field the editor does not show (kept as they are)
+  const SHOWN = ["target", "source", "expr", "value", "type", "format", "default", "required"];
 
   // --- source tree ---
-  function depth(path) {
-    return path.split(".").length - 1;
+  function segments(path) {
+    return path.split(".");
   }
   function leaf(path) {
-    const parts = path.split(".");
+    const parts = segments(path);
     return parts[parts.length - 1].replace("[*]", "");
+  }
+  // {name, path, field, children}: a node per path segment; `field` when the path itself is mappable.
+  function buildTree(paths) {
+    const root = { children: new Map() };
+    for (const path of paths) {
+      let node = root;
+      const parts = segments(path);
+      parts.forEach((part, index) => {
+        if (!node.children.has(part)) {
+          node.children.set(part, { name: part, path: parts.slice(0, index + 1).join("."), field: false, children: new Map() });
+        }
+        node = node.children.get(part);
+      });
+      node.field = true;
+    }
+    return root;
+  }
+  function fieldButton(node) {
+    const button = document.createElement("button");
+    button.type = "button";
+    button.className = "source-field";
+    button.draggable = true;
+    button.dataset.path = node.path;
+    button.textContent = node.name;
+    button.title = node.path;
+    button.setAttribute("aria-label", "source field " + node.path);
+    button.setAttribute("aria-pressed", "false");
+    button.addEventListener("click", () => pick(node.path));
+    button.addEventListener("dragstart", (event) => {
+      event.dataTransfer.setData("text/plain", node.path);
+      event.dataTransfer.effectAllowed = "copy";
+    });
+    return button;
+  }
+  function drawNodes(nodes, level) {
+    const list = document.createElement("ul");
+    list.className = "tree-level";
+    for (const node of nodes) {
+      const item = document.createElement("li");
+      item.style.paddingLeft = (level ? 0.8 : 0) + "rem";
+      item.dataset.level = level;
+      if (node.children.size) {
+        const toggle = document.createElement("button");
+        toggle.type = "button";
+        toggle.className = "toggle";
+        toggle.dataset.group = node.path;
+        toggle.setAttribute("aria-expanded", "true");
+        toggle.setAttribute("aria-label", node.path + " (" + node.children.size + " fields)");
+        toggle.textContent = "▾";
+        const children = drawNodes(node.children.values(), level + 1);
+        children.id = "tree-" + Math.random().toString(36).slice(2);
+        toggle.setAttribute("aria-controls", children.id);
+        toggle.addEventListener("click", () => expand(toggle, toggle.getAttribute("aria-expanded") !== "true"));
+        item.append(toggle, " ");
+        if (node.field) item.appendChild(fieldButton(node));
+        else {
+          const name = document.createElement("span");
+          name.className = "group-name";
+          name.textContent = node.name;
+          item.appendChild(name);
+        }
+        item.appendChild(children);
+      } else {
+        item.appendChild(fieldButton(node));
+      }
+      list.appendChild(item);
+    }
+    return list;
+  }
+  function expand(toggle, open) {
+    toggle.setAttribute("aria-expanded", open ? "true" : "false");
+    toggle.textContent = open ? "▾" : "▸";
+    document.getElementById(toggle.getAttribute("aria-controls")).hidden = !open;
+  }
+  function visibleControls() {
+    return Array.from(tree.querySelectorAll("button")).filter((button) => button.offsetParent !== null);
+  }
+  // Arrow keys: Up/Down to the previous/next visible control, Right expands (or goes into) a
+  // group, Left collapses it (or goes up to the parent group's toggle).
+  function treeKeys(event) {
+    const here = event.target.closest("button");
+    if (!here) return;
+    const item = here.closest("li");
+    const toggle = item.querySelector(":scope > button.toggle");
+    const controls = visibleControls();
+    const at = controls.indexOf(here);
+    let next = null;
+    if (event.key === "ArrowDown") next = controls[at + 1];
+    else if (event.key === "ArrowUp") next = controls[at - 1];
+    else if (event.key === "ArrowRight" && toggle) {
+      if (toggle.getAttribute("aria-expanded") !== "true") expand(toggle, true);
+      else next = item.querySelector(":scope > ul button");
+    } else if (event.key === "ArrowLeft") {
+      if (toggle && toggle.getAttribute("aria-expanded") === "true") {
+        expand(toggle, false);
+        next = toggle;
+      } else {
+        const parent = item.parentElement.closest("li");
+        next = parent ? parent.querySelector(":scope > button.toggle") : null;
+      }
+    } else return;
+    event.preventDefault();
+    if (next) next.focus();
   }
   function drawTree() {
     tree.replaceChildren();
@@ -32,25 +138,12 @@
       tree.textContent = "No fields found.";
       return;
     }
-    for (const path of config.source) {
-      const button = document.createElement("button");
-      button.type = "button";
-      button.draggable = true;
-      button.dataset.path = path;
-      button.textContent = path;
-      button.style.paddingLeft = 0.4 + depth(path) * 0.8 + "rem";
-      button.setAttribute("aria-pressed", "false");
-      button.addEventListener("click", () => pick(path));
-      button.addEventListener("dragstart", (event) => {
-        event.dataTransfer.setData("text/plain", path);
-        event.dataTransfer.effectAllowed = "copy";
-      });
-      tree.appendChild(button);
-    }
+    tree.appendChild(drawNodes(buildTree(config.source).children.values(), 0));
+    tree.addEventListener("keydown", treeKeys);
   }
   function pick(path) {
     selected = selected === path ? null : path;
-    for (const button of tree.querySelectorAll("button")) {
+    for (const button of tree.querySelectorAll("button.source-field")) {
       const on = button.dataset.path === selected;
       button.classList.toggle("selected", on);
       button.setAttribute("aria-pressed", on ? "true" : "false");
@@ -74,13 +167,16 @@
     const key = Math.random().toString(36).slice(2);
     row.dataset.key = key;
     extra[key] = {};
-    for (const name of ["format", "default", "required"]) if (name in field) extra[key][name] = field[name];
+    for (const name of Object.keys(field)) if (!SHOWN.includes(name)) extra[key][name] = field[name];
     row.innerHTML =
       '<td><input type="text" class="target" aria-label="Target field name"></td>' +
       '<td><select class="kind" aria-label="Mapped from"></select></td>' +
       '<td><input type="text" class="value" aria-label="Source path, expression or value">' +
       '<p class="inline-error" role="alert"></p></td>' +
       '<td><select class="type" aria-label="Type"></select></td>' +
+      '<td class="field-options"><input type="text" class="format" aria-label="Format (a strptime pattern for dates)" placeholder="format, e.g. %d/%m/%Y">' +
+      '<input type="text" class="default" aria-label="Default when missing or empty" placeholder="default">' +
+      '<label><input type="checkbox" class="required"> required</label></td>' +
       '<td><button type="button" class="map-here">Map here</button> <button type="button" class="remove" aria-label="Remove field">✕</button></td>';
     row.querySelector(".target").value = field.target || "";
     const kindSelect = row.querySelector(".kind");
@@ -89,6 +185,10 @@
     row.querySelector(".value").value = value === undefined ? "" : value;
     const typeSelect = row.querySelector(".type");
     for (const type of TYPES) typeSelect.append(option(type, type || "as read", field.type || ""));
+    row.querySelector(".format").value = field.format || "";
+    row.querySelector(".default").value = "default" in field && field.default !== null
+      ? (typeof field.default === "string" ? field.default : JSON.stringify(field.default)) : "";
+    row.querySelector(".required").checked = Boolean(field.required);
     row.querySelector(".map-here").addEventListener("click", () => {
       if (selected) mapInto(row, selected);
       else row.querySelector(".value").focus();
@@ -111,6 +211,7 @@
       if (kindSelect.value === "expr") lastExpr = event.target;
     });
     for (const input of row.querySelectorAll("input, select")) input.addEventListener("input", changed);
+    row.querySelector(".required").addEventListener("change", changed);
     body.appendChild(row);
     return row;
   }
@@ -123,6 +224,14 @@
     pick(null);
     changed();
   }
+  // A constant or default as typed: JSON when it reads as JSON (7, true, "x"), else the text.
+  function typed(text) {
+    try {
+      return JSON.parse(text);
+    } catch (error) {
+      return text;
+    }
+  }
   function fieldOf(row) {
     const target = row.querySelector(".target").value.trim();
     const kind = row.querySelector(".kind").value;
@@ -131,16 +240,17 @@
     if (!text.trim() && kind !== "value") return null; // a destination field not mapped yet
     const field = { target: target };
     if (kind === "value") {
-      try {
-        field.value = JSON.parse(text);
-      } catch (error) {
-        field.value = text;
-      }
+      field.value = typed(text);
     } else {
       field[kind] = text;
     }
     const type = row.querySelector(".type").value;
     if (type) field.type = type;
+    const format = row.querySelector(".format").value.trim();
+    if (format) field.format = format;
+    const fallback = row.querySelector(".default").value;
+    if (fallback.trim()) field.default = typed(fallback);
+    if (row.querySelector(".required").checked) field.required = true;
     return Object.assign(field, extra[row.dataset.key] || {});
   }
   function rows() {

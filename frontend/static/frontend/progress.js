@@ -1,5 +1,6 @@
 // Progress bars of running flow runs: every two seconds, ask /runs/progress for the runs still
-// running on this page and update their bar, bytes, record counts and status in place.
+// running on this page and update their bar, share of the payload read, bytes, record counts
+// and status in place.
 (function () {
   const table = document.querySelector("table.runs");
   if (!table) return;
@@ -23,6 +24,7 @@
     } else if (run.total_bytes) {
       bar.max = run.total_bytes; bar.value = Math.min(run.bytes_read, run.total_bytes);
     }
+    part(row, "percent", run.percent === null || run.finished ? "" : run.percent + "%");
     part(row, "bytes", size(run.bytes_read) + (run.total_bytes ? " of " + size(run.total_bytes) : ""));
     part(row, "records", run.records_in + " / " + run.records_out + " / " + run.records_rejected);
     part(row, "status", run.status).className = "status status-" + run.status;
