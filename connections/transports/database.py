@@ -133,15 +133,13 @@ def _upsert(table: Table, dialect: str, key: list[str], columns: list[str]):
     raise TransportError(f"upsert is not available on {dialect}")
 
 
-def _copy(connection, table: Table, fields: list[str], records: list[dict]) -> None:
-    """Plain inserts on PostgreSQL go through COPY (several times faster than INSERT batches);
-    names are quoted by psycopg's sql.Identifier, values sent as COPY data, never as SQL."""
+def _copy(connection, table: Table, fields: list[str]):
+    """A COPY into `table` for plain inserts on PostgreSQL (several times faster than INSERT
+    batches), to enter and keep open for the run's chunks: one statement, streamed. Names are
+    quoted by psycopg's sql.Identifier, values sent as COPY data, never as SQL."""
     target = sql.Identifier(table.schema, table.name) if table.schema else sql.Identifier(table.name)
     statement = sql.SQL("COPY {} ({}) FROM STDIN").format(target, sql.SQL(", ").join(map(sql.Identifier, fields)))
-    cursor = connection.connection.driver_connection.cursor()
-    with cursor.copy(statement) as copy:
-        for record in records:
-            copy.write_row([record.get(f) for f in fields])
+    return connection.connection.driver_connection.cursor().copy(statement)
 
 
 def _json_value(value):
@@ -206,6 +204,7 @@ class TableRows(RowSink):
         self.mode = destination.get("mode") or "insert"
         self.count = 0
         self.statement = None
+        self.open_copy = None  # (the COPY's context, the COPY) once the first chunk came
         self.summary = ""
 
     def __enter__(self) -> TableRows:
@@ -243,7 +242,12 @@ class TableRows(RowSink):
             self._prepare()
         with _database_errors(self.engine):
             if self.copy:  # PostgreSQL reads ISO 8601 text for its date columns itself
-                _copy(self.connection, self.table, self.fields, records)
+                if self.open_copy is None:
+                    context = _copy(self.connection, self.table, self.fields)
+                    self.open_copy = context, context.__enter__()
+                fields, write_row = self.fields, self.open_copy[1].write_row
+                for record in records:
+                    write_row([record.get(f) for f in fields])
             else:
                 self.connection.execute(self.statement, _rows(self.converters, self.fields, records, self.count + 1))
         self.count += len(records)
@@ -254,16 +258,30 @@ class TableRows(RowSink):
             return
         with _database_errors(self.engine):
             try:
+                if self.open_copy is not None:
+                    self.open_copy, (context, _) = None, self.open_copy
+                    context.__exit__(None, None, None)  # the COPY ends: PostgreSQL checks every row now
                 self.transaction.commit()
+            except BaseException:
+                self._rollback()
+                raise
             finally:
                 self.connection.close()
         verb = "upserted" if self.mode == "upsert" else "inserted"
         self.summary = f"{verb} {self.count} rows into {self.table.name}" if self.count else f"no rows for table {self.table.name}"
 
     def _rollback(self) -> None:
+        """Undo every chunk. Errors are ignored here: a COPY or a connection that already failed
+        took its transaction with it, and the run's own failure is the one to report."""
+        if self.open_copy is not None:  # end the COPY with a failure: nothing of it is kept
+            self.open_copy, (context, _) = None, self.open_copy
+            try:
+                context.__exit__(TransportError, TransportError("the run failed"), None)
+            except (exc.SQLAlchemyError, psycopg.Error):
+                pass
         try:
             self.connection.rollback()
-        except exc.SQLAlchemyError:  # the connection is already gone: its transaction died with it
+        except (exc.SQLAlchemyError, psycopg.Error):
             pass
         finally:
             self.connection.close()

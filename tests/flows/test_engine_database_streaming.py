@@ -21,7 +21,7 @@ pytestmark = pytest.mark.django_db
 GOOD = [{"id": i, "name": f"n{i}", "amount": f"{i}.5", "day": f"2026-01-{i % 28 + 1:02d}"} for i in range(2500)]
 BAD_AT_3 = [*GOOD[:3], {"id": "three", "name": "x"}, *GOOD[3:10], {"id": "x", "name": "y"}]
 BAD_LATE = [*GOOD[:2300], {"id": "late"}, *GOOD[2300:]]  # after two chunks were stored
-NOT_A_DATE = [*GOOD[:1500], {"id": 9999, "name": "d", "day": "someday"}, *GOOD[1500:1600]]
+NO_NAME = [*GOOD[:1500], {"id": 9999}, *GOOD[1500:1600]]  # mapped well, refused by a NOT NULL column
 POSTGRES_URL = os.environ.get("PUSHFLOW_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/formats2")
 
 
@@ -76,17 +76,19 @@ def stored(url: str, table: str):
                   key=lambda r: r[0])
 
 
-def outcome(make_flow, flow: Flow, body: bytes, stream: bool, upsert_table: bool):
-    """The run's result (or failure) and the rows it stored, with the table name made neutral."""
+def outcome(make_flow, flow: Flow, body: bytes, stream: bool, table_exists: bool):
+    """The run's result (or failure) and the rows it stored, with the table name made neutral.
+    `table_exists`: the table is there with a key (upsert needs one), a NOT NULL name and one row."""
     table = f"pf_stream_{uuid.uuid4().hex[:10]}"
     make_flow.tables.append(table)
     flow.destination_options = {**flow.destination_options, "table": table}
     url = flow.destination_connection.options["url"]
-    if upsert_table:  # upsert needs a unique key; one row is there already and gets updated
+    if table_exists:
         db = engine_for({"url": url}, {})
         with db.begin() as connection:
-            connection.execute(sa.text(f"CREATE TABLE {table} (id BIGINT PRIMARY KEY, name TEXT, amount NUMERIC(38, 10), day DATE)"))
-            connection.execute(sa.text(f"INSERT INTO {table} (id, name) VALUES (5, 'old')"))
+            connection.execute(sa.text(f"CREATE TABLE {table} (id BIGINT PRIMARY KEY, name TEXT NOT NULL, "
+                                       "amount NUMERIC(38, 10), day DATE)"))
+            connection.execute(sa.text(f"INSERT INTO {table} (id, name) VALUES (-1, 'old')"))
     try:
         result = execute(flow, body, message_id="m", stream=stream)
     except RunFailure as exc:
@@ -98,20 +100,24 @@ def outcome(make_flow, flow: Flow, body: bytes, stream: bool, upsert_table: bool
 
 @pytest.mark.parametrize("mode", ["insert", "upsert"])
 @pytest.mark.parametrize("on_error", ["reject_record", "reject_payload", "halt"])
-@pytest.mark.parametrize("records", [GOOD, BAD_AT_3, BAD_LATE, NOT_A_DATE, [], [{"id": "bad"}]],
-                         ids=["good", "bad", "bad-late", "not-a-date", "none", "all-bad"])
+@pytest.mark.parametrize("records", [GOOD, BAD_AT_3, BAD_LATE, NO_NAME, [], [{"id": "bad"}]],
+                         ids=["good", "bad", "bad-late", "no-name", "none", "all-bad"])
 def test_streamed_database_runs_store_what_collected_runs_store(make_flow, mode, on_error, records):
     flow = make_flow(on_error, mode)
     body = json.dumps(records).encode()
-    streamed = outcome(make_flow, flow, body, True, mode == "upsert")
-    collected = outcome(make_flow, flow, body, False, mode == "upsert")
+    table_exists = mode == "upsert" or records is NO_NAME
+    streamed = outcome(make_flow, flow, body, True, table_exists)
+    collected = outcome(make_flow, flow, body, False, table_exists)
     assert streamed == collected
     if records is GOOD:
-        assert len(streamed[-1]) == len(GOOD)  # upsert updated its old row 5
+        assert len(streamed[-1]) == len(GOOD) + (mode == "upsert")  # beside the row that was there
+    if records is NO_NAME:  # the database refuses record 1501 (in a COPY on PostgreSQL): nothing is kept
+        assert streamed[0] == "failed" and "delivery to 'db' failed" in streamed[1] and streamed[2] is False
+        assert streamed[-1] == [(-1, "old", None, None)]
     if on_error == "reject_payload" and records in (BAD_AT_3, BAD_LATE):
         assert streamed[0] == "failed"
         # Nothing stored: no table was created, or the upsert table holds only its old row.
-        assert streamed[-1] == ([(5, "old", None, None)] if mode == "upsert" else None)
+        assert streamed[-1] == ([(-1, "old", None, None)] if mode == "upsert" else None)
 
 
 def test_a_run_stores_its_rows_in_chunks_in_one_transaction(make_flow, monkeypatch):
