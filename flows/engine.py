@@ -1,7 +1,8 @@
 """The engine: read a payload with the source codec, map each record, write with the destination codec.
 
 Records stream one by one from the reader through the mapping into the destination
-writer and a spool file (see `execute`), so a run's memory stays flat as payloads grow.
+writer and a spool file, or in chunks into a database (see `execute`), so a run's memory
+stays flat as payloads grow.
 
 `execute` is pure work on bytes and a flow; it does not touch message or run rows
 (the runner in services.py owns those). It raises `RunFailure` with `bad_data`
@@ -227,7 +228,9 @@ def execute(flow: Flow, data: bytes | BinaryIO, message_id: str = "", run_id: in
     (`Codec.streams`), its transport reads files (`Transport.accepts_file`) or there is no
     connection, the columns are known before the first record (no passthrough) and the run
     is not one whole payload to one record. Delivery starts only once every record is mapped,
-    so reject_payload still delivers nothing. `keep_output=False` (the async runner) leaves
+    so reject_payload still delivers nothing. A transport that stores rows (`stores_rows`: a
+    database) takes the records in chunks as they are mapped instead, in one transaction
+    committed only when the run succeeds (see `_map_write_and_store`). `keep_output=False` (the async runner) leaves
     `result.output` empty when the output went to a connection, so a large output is never
     held in memory; `stream=False` maps every record before writing (to compare against).
     """

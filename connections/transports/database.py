@@ -47,6 +47,9 @@ DRIVERS = {"postgresql": "postgresql+psycopg", "postgres": "postgresql+psycopg",
 COLUMN_TYPES = {"string": Text, "integer": BigInteger, "decimal": lambda: Numeric(38, 10), "boolean": Boolean,
                 "date": Date, "datetime": DateTime}
 BATCH_ROWS = 1000
+# Dialects whose CREATE TABLE commits at once (no transactional DDL): a failed run drops
+# the table it created instead.
+DDL_COMMITS_AT_ONCE = ("mysql", "mariadb")
 _engines: OrderedDict[str, Engine] = OrderedDict()
 _lock = threading.Lock()
 
@@ -102,13 +105,15 @@ def _describe(error: Exception, url: URL) -> str:
     return f"database {where}: {text[:300]}"
 
 
-def _table(connection: Connection, name: str, fields: list[str], field_types: dict, create: bool) -> Table:
+def _table(connection: Connection, name: str, fields: list[str], field_types: dict,
+           create: bool) -> tuple[Table, bool]:
+    """The destination table, and whether it was created now (from the mapping's fields and types)."""
     if not name or not isinstance(name, str):
         raise TransportError("the destination needs a table name")
     schema, _, table_name = name.rpartition(".") if "." in name else (None, "", name)
     metadata = MetaData()
     if inspect(connection).has_table(table_name, schema=schema or None):
-        return Table(table_name, metadata, autoload_with=connection, schema=schema or None)
+        return Table(table_name, metadata, autoload_with=connection, schema=schema or None), False
     if not create:
         raise TransportError(f"table {name!r} does not exist; create it or turn on create_table")
     columns = [Column(f, COLUMN_TYPES.get(field_types.get(f) or "string", Text)()) for f in fields]
@@ -116,7 +121,7 @@ def _table(connection: Connection, name: str, fields: list[str], field_types: di
         raise TransportError("cannot create a table without fields")
     table = Table(table_name, metadata, *columns, schema=schema or None)
     metadata.create_all(connection)  # inside the run's transaction (MySQL alone commits DDL at once)
-    return table
+    return table, True
 
 
 def _upsert(table: Table, dialect: str, key: list[str], columns: list[str]):
@@ -212,7 +217,7 @@ class TableRows(RowSink):
             self.connection = self.engine.connect()
             try:
                 self.transaction = self.connection.begin()
-                self.table = _table(self.connection, self.destination.get("table"), self.fields, self.field_types,
+                self.table, self.created = _table(self.connection, self.destination.get("table"), self.fields, self.field_types,
                                     bool(self.destination.get("create_table")))
             except BaseException:
                 self._rollback()
@@ -285,6 +290,11 @@ class TableRows(RowSink):
             pass
         finally:
             self.connection.close()
+        if getattr(self, "created", False) and self.engine.dialect.name in DDL_COMMITS_AT_ONCE:
+            try:  # the rollback could not take back the table this run created
+                self.table.drop(self.engine, checkfirst=True)
+            except exc.SQLAlchemyError:
+                pass
 
 
 @register_transport
