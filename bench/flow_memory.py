@@ -1,14 +1,16 @@
 """Peak memory of a flow run as the payload grows: 10 MB against 100 MB (DESIGN §4).
 
 A CSV payload mapped to JSON Lines, and a JSON Lines payload mapped to CSV, each written
-to a folder connection, run by the engine in a fresh process per measurement with the
-payload read from its file (as the runner reads a large stored body). Three ways in the
-same run: the bare codec read of the payload (the floor), the engine mapping every
-record before writing (`stream=False`, the former way: the baseline) and the engine as
-the async runner calls it (records streamed to a spool file, the output not kept).
+to a folder connection, and a CSV payload stored as rows in a SQLite database connection
+(`csv-db`: the table created from the mapping, rows in chunks in one transaction), run
+by the engine in a fresh process per measurement with the payload read from its file
+(as the runner reads a large stored body). Three ways in the same run: the bare codec
+read of the payload (the floor), the engine mapping every record before writing
+(`stream=False`, the former way: the baseline) and the engine as the async runner calls
+it (records streamed to a spool file or in chunks to the database, the output not kept).
 Target: the streamed run's peak at 100 MB within 20% of its peak at 10 MB.
 
-    .venv/bin/python bench/flow_memory.py [--sizes 10,100] [--kinds csv,jsonl]
+    .venv/bin/python bench/flow_memory.py [--sizes 10,100] [--kinds csv,jsonl,csv-db]
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ import hashlib
 import json
 import os
 import resource
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -25,12 +28,15 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-KINDS = ("csv", "jsonl")
+KINDS = ("csv", "jsonl", "csv-db")
 WAYS = ("read", "collected", "streamed")
 MAPPINGS = {
     "csv": {"fields": [{"target": "id", "source": "id", "type": "integer"}, {"target": "name", "source": "name"},
                        {"target": "city", "source": "city"}, {"target": "amount", "source": "amount", "type": "decimal"},
                        {"target": "note", "source": "note"}]},
+    "csv-db": {"fields": [{"target": "id", "source": "id", "type": "integer"}, {"target": "name", "source": "name"},
+                          {"target": "city", "source": "city"},
+                          {"target": "amount", "source": "amount", "type": "decimal"}, {"target": "note", "source": "note"}]},
     "jsonl": {"fields": [{"target": "id", "source": "id", "type": "integer"}, {"target": "name", "source": "name"},
                          {"target": "city", "source": "address.city"},
                          {"target": "amount", "source": "amount", "type": "decimal"},
@@ -50,13 +56,19 @@ def child(kind: str, way: str, path: str, out: str) -> None:
     from formats.models import Format
 
     # Unsaved rows: the engine needs no database for a flow without lookup tables.
-    source = Format(name="in", kind="csv" if kind == "csv" else "json",
-                    options={"header": True} if kind == "csv" else {"lines": True})
-    destination = Format(name="out", kind="json" if kind == "csv" else "csv",
-                         options={"lines": True} if kind == "csv" else {"header": True})
+    reads_csv = kind.startswith("csv")
+    source = Format(name="in", kind="csv" if reads_csv else "json",
+                    options={"header": True} if reads_csv else {"lines": True})
+    destination = Format(name="out", kind="json" if reads_csv else "csv",
+                         options={"lines": True} if reads_csv else {"header": True})
+    if kind == "csv-db":
+        connection = Connection(name="out", kind="database", options={"url": f"sqlite:///{Path(out) / 'out.sqlite3'}"})
+        destination_options = {"table": way, "create_table": True}
+    else:
+        connection = Connection(name="out", kind="folder", options={"path": out})
+        destination_options = {"file_name": "{message_id}.out"}
     flow = Flow(name="memory", source_format=source, destination_format=destination, mapping=MAPPINGS[kind],
-                destination_connection=Connection(name="out", kind="folder", options={"path": out}),
-                destination_options={"file_name": "{message_id}.out"}, on_error="reject_record")
+                destination_connection=connection, destination_options=destination_options, on_error="reject_record")
     started = time.perf_counter()
     with open(path, "rb") as body:
         if way == "read":
@@ -68,8 +80,16 @@ def child(kind: str, way: str, path: str, out: str) -> None:
     print(json.dumps({"records": records, "seconds": seconds, "peak_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
 
 
-def digest(path: Path) -> str:
+def digest(out: Path, kind: str, way: str) -> str:
+    """The output of one way: the file's digest, or the table's rows' for a database destination."""
     sha = hashlib.sha256()
+    if kind == "csv-db":
+        with sqlite3.connect(out / "out.sqlite3") as db:
+            for row in db.execute(f"SELECT id, name, city, amount, note FROM {way} ORDER BY id"):  # noqa: S608  a fixed name
+                sha.update(repr(row).encode())
+            db.execute(f"DROP TABLE {way}")
+        return sha.hexdigest()
+    path = out / f"{way}.out"
     with open(path, "rb") as f:
         while chunk := f.read(1 << 20):
             sha.update(chunk)
@@ -107,7 +127,7 @@ def main() -> int:
             peaks: dict[tuple[str, int], float] = {}
             for size in sizes:
                 path = Path(folder) / f"{kind}-{size}.dat"
-                generate(kind, path, size)
+                generate("csv" if kind == "csv-db" else kind, path, size)
                 counts = set()
                 for way in WAYS:
                     figures = measure(kind, way, path, out)
@@ -120,7 +140,7 @@ def main() -> int:
                     verdicts.append(f"- FAILED {kind} {size} MB: the ways counted different records: {sorted(counts)}")
                 # Compared by digest: this process stays small, since a child started from it reports
                 # at least its size as peak memory (Linux keeps the peak across exec).
-                if digest(out / "streamed.out") != digest(out / "collected.out"):
+                if digest(out, kind, "streamed") != digest(out, kind, "collected"):
                     failed = True
                     verdicts.append(f"- FAILED {kind} {size} MB: the streamed output differs from the collected one")
                 path.unlink()
@@ -133,7 +153,7 @@ def main() -> int:
                     failed = True
                     verdicts.append(f"- FAILED {kind}: the streamed run's memory grows with the payload")
     body = "\n".join(lines + ["", *verdicts])
-    write_section("flow_memory", "Flow run peak memory as the payload grows (fresh process each, folder destination)",
+    write_section("flow_memory", "Flow run peak memory as the payload grows (fresh process each, folder or SQLite destination)",
                   body, f"commit {commit()}, {os.cpu_count()} cores")
     print(body)
     return 1 if failed else 0

@@ -1,7 +1,8 @@
 """The engine: read a payload with the source codec, map each record, write with the destination codec.
 
 Records stream one by one from the reader through the mapping into the destination
-writer and a spool file (see `execute`), so a run's memory stays flat as payloads grow.
+writer and a spool file, or in chunks into a database (see `execute`), so a run's memory
+stays flat as payloads grow.
 
 `execute` is pure work on bytes and a flow; it does not touch message or run rows
 (the runner in services.py owns those). It raises `RunFailure` with `bad_data`
@@ -233,7 +234,9 @@ def execute(flow: Flow, data: bytes | BinaryIO, message_id: str = "", run_id: in
     (`Codec.streams`), its transport reads files (`Transport.accepts_file`) or there is no
     connection, the columns are known before the first record (no passthrough) and the run
     is not one whole payload to one record. Delivery starts only once every record is mapped,
-    so reject_payload still delivers nothing. `keep_output=False` (the async runner) leaves
+    so reject_payload still delivers nothing. A transport that stores rows (`stores_rows`: a
+    database) takes the records in chunks as they are mapped instead, in one transaction
+    committed only when the run succeeds (see `_map_write_and_store`). `keep_output=False` (the async runner) leaves
     `result.output` empty when the output went to a connection, so a large output is never
     held in memory; `stream=False` maps every record before writing (to compare against).
     `progress` saves a long run's counts as it goes (see flows/progress.py).
@@ -245,9 +248,15 @@ def execute(flow: Flow, data: bytes | BinaryIO, message_id: str = "", run_id: in
     destination = flow.destination_format or flow.source_format
     connection = flow.destination_connection
     streams = (stream and destination.codec.streams and not mapping.passthrough
-               and not _single(mapping, flow.source_format)
-               and (connection is None or connection.transport.accepts_file))
-    if not streams:
+               and not _single(mapping, flow.source_format))
+    if streams and connection is not None and connection.transport.stores_rows:
+        with tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY_BYTES) as spool:
+            result, where = _map_write_and_store(flow, mapping, data, message_meta, destination, spool, progress)
+            if keep_output:
+                spool.seek(0)
+                result.output = spool.read()
+        return _deliver(flow, result, destination, message_id, run_id, stored=where)
+    if not (streams and (connection is None or connection.transport.accepts_file)):
         result = map_payload(flow, data, message_meta, progress)
         try:
             result.output = destination.codec.write(result.records, result.targets, destination.options or {},
@@ -290,9 +299,88 @@ def _map_and_write(flow: Flow, mapping: CompiledMapping, data, message_meta: dic
     return result
 
 
+def _map_write_and_store(flow: Flow, mapping: CompiledMapping, data, message_meta: dict | None, destination,
+                         spool: BinaryIO, progress: RunProgress | None = None) -> tuple[RunResult, str]:
+    """Map records into the destination codec's writer (the run's output, in `spool`) and, in
+    chunks of STORE_CHUNK_ROWS, into the connection's row sink: one transaction, committed only
+    once every record is mapped and written, rolled back when the run fails (so reject_payload
+    stores nothing). Failures come in the order they have when every record is mapped first:
+    the record policy, 'every record was rejected', a write error, then a delivery error (after
+    one, the rest is still mapped, so the record policy can still decide)."""
+    connection = flow.destination_connection
+    result = RunResult()
+    write_error: CodecError | None = None
+    delivery_error: list[TransportError] = []
+    with run_lookups(flow.lookups, flow.owner_id):
+        records = mapped_records(mapping, flow.source_format, data, flow.on_error, result, message_meta, progress)
+        try:
+            sink = connection.transport.open_rows(connection.options or {}, connection.secrets,
+                                                  flow.destination_options or {}, mapping.targets,
+                                                  {f.target: f.type for f in mapping.fields if f.type})
+            sink.__enter__()
+        except TransportError as exc:
+            sink, delivery_error = None, [exc]
+        try:
+            chunked = _stored_in_chunks(records, sink, delivery_error)
+            try:
+                destination.codec.write_stream(chunked, mapping.targets, destination.options or {}, spool)
+            except CodecError as exc:
+                write_error = exc
+                for _ in chunked:
+                    pass
+            _finish(result, mapping, flow.source_format)
+            if result.rejected and not result.records_out and not result.filtered:
+                first = result.rejected[0]
+                raise RunFailure(f"every record was rejected; record {first['index'] + 1}: {first['reason']}",
+                                 bad_data=True)
+            if write_error is not None:
+                raise RunFailure(f"cannot write the output as {destination.kind}: {write_error}", bad_data=False)
+            if delivery_error:
+                raise delivery_error[0]
+        except BaseException as failure:
+            if sink is not None:
+                sink.__exit__(type(failure), failure, failure.__traceback__)
+            if isinstance(failure, TransportError):
+                raise RunFailure(f"delivery to {connection.name!r} failed: {failure.reason}", bad_data=False,
+                                 retryable=failure.retryable) from None
+            raise
+    try:
+        sink.__exit__(None, None, None)  # commit
+    except TransportError as exc:
+        raise RunFailure(f"delivery to {connection.name!r} failed: {exc.reason}", bad_data=False,
+                         retryable=exc.retryable) from None
+    return result, sink.summary
+
+
+STORE_CHUNK_ROWS = 1000
+
+
+def _stored_in_chunks(records: Iterator[dict], sink, delivery_error: list) -> Iterator[dict]:
+    """`records` as they come, each STORE_CHUNK_ROWS also written to `sink`. After a delivery
+    error (kept in `delivery_error`), records still pass through but go nowhere."""
+    chunk: list[dict] = []
+    for record in records:
+        yield record
+        if delivery_error:
+            continue
+        chunk.append(record)
+        if len(chunk) >= STORE_CHUNK_ROWS:
+            try:
+                sink.write(chunk)
+            except TransportError as exc:
+                delivery_error.append(exc)
+            chunk = []
+    if chunk and not delivery_error:
+        try:
+            sink.write(chunk)
+        except TransportError as exc:
+            delivery_error.append(exc)
+
+
 def _deliver(flow: Flow, result: RunResult, destination, message_id: str, run_id: int | None,
-             spool: BinaryIO | None = None) -> RunResult:
-    """Log the counts, hand the output (bytes, or the spool file) to the connection, report a halt."""
+             spool: BinaryIO | None = None, stored: str | None = None) -> RunResult:
+    """Log the counts, hand the output (bytes, or the spool file) to the connection, report a halt.
+    `stored`: the records already went to the connection as rows (its summary, for the log)."""
     result.content_type = destination.codec.content_type
     result.log.append(
         f"read {result.records_in} records, wrote {result.records_out}, rejected {len(result.rejected)}"
@@ -301,7 +389,9 @@ def _deliver(flow: Flow, result: RunResult, destination, message_id: str, run_id
     for rejected in result.rejected:
         result.log.append(f"rejected record {rejected['index'] + 1}: {rejected['reason']}")
     connection = flow.destination_connection
-    if connection is not None:
+    if stored is not None:
+        result.log.append(stored)
+    elif connection is not None:
         now = datetime.now(UTC)
         placeholders = {
             "message_id": message_id or f"run-{run_id}",

@@ -63,6 +63,24 @@ class SourceItem:
     state: dict | None = None
 
 
+class RowSink:
+    """A run's rows on their way into a store, in one transaction: a context manager whose
+    `write(records)` takes a chunk at a time; leaving it without an exception commits every
+    chunk, leaving it with one (the run failed) rolls every chunk back. `summary` then says
+    what was stored, for the run log. Raises TransportError."""
+
+    summary: str = ""
+
+    def __enter__(self) -> RowSink:
+        return self
+
+    def __exit__(self, *failure) -> None:
+        raise NotImplementedError
+
+    def write(self, records: list[dict]) -> None:
+        raise NotImplementedError
+
+
 class Transport:
     kind: ClassVar[str]
     label: ClassVar[str]
@@ -73,8 +91,17 @@ class Transport:
     # spool file); transports that need the records or the bytes in memory leave it False.
     accepts_file: ClassVar[bool] = False
 
+    # True when the transport stores records as rows through `open_rows`, so the engine hands
+    # it mapped records in bounded chunks as they come instead of collecting them all first.
+    stores_rows: ClassVar[bool] = False
+
     def write(self, options: dict, secrets: dict, destination: dict, delivery: Delivery) -> str:
         """Deliver; return a short description of where it went (for the run log)."""
+        raise NotImplementedError
+
+    def open_rows(self, options: dict, secrets: dict, destination: dict, fields: list[str],
+                  field_types: dict) -> RowSink:
+        """A sink taking a run's records in chunks, in one transaction (transports with `stores_rows`)."""
         raise NotImplementedError
 
     source_options_schema: ClassVar[dict] = {"type": "object"}

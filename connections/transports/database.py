@@ -6,12 +6,14 @@ MariaDB, `sqlite:///path`), the password in `secrets.password`. Destination opti
 the same message again updates instead of duplicating), `create_table` (from the
 mapping's fields and types when the table is missing). Table and column names are
 only ever used through SQLAlchemy's Table objects, so the dialect quotes them; no
-name is formatted into SQL. Rows go in batches (SQLAlchemy's multi-row inserts).
+name is formatted into SQL. Rows go in chunks (SQLAlchemy's multi-row inserts, COPY on PostgreSQL), all of a run's
+in one transaction committed at its end, so a run that fails stores nothing.
 """
 from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from contextlib import contextmanager
 from datetime import date, datetime
 from decimal import Decimal
 
@@ -29,21 +31,25 @@ from sqlalchemy import (
     Table,
     Text,
     create_engine,
+    event,
     exc,
     inspect,
     select,
     text,
 )
 from sqlalchemy.dialects import mysql, postgresql, sqlite
-from sqlalchemy.engine import URL, Engine, make_url
+from sqlalchemy.engine import URL, Connection, Engine, make_url
 
-from . import Delivery, SourceItem, Transport, TransportError, register_transport
+from . import Delivery, RowSink, SourceItem, Transport, TransportError, register_transport
 
 DRIVERS = {"postgresql": "postgresql+psycopg", "postgres": "postgresql+psycopg", "mysql": "mysql+pymysql",
            "mariadb": "mysql+pymysql", "sqlite": "sqlite"}
 COLUMN_TYPES = {"string": Text, "integer": BigInteger, "decimal": lambda: Numeric(38, 10), "boolean": Boolean,
                 "date": Date, "datetime": DateTime}
 BATCH_ROWS = 1000
+# Dialects whose CREATE TABLE commits at once (no transactional DDL): a failed run drops
+# the table it created instead.
+DDL_COMMITS_AT_ONCE = ("mysql", "mariadb")
 _engines: OrderedDict[str, Engine] = OrderedDict()
 _lock = threading.Lock()
 
@@ -71,10 +77,25 @@ def engine_for(options: dict, secrets: dict) -> Engine:
         if engine is None:
             args = {"connect_timeout": 10} if url.drivername.startswith(("postgresql", "mysql")) else {}
             engine = create_engine(url, pool_pre_ping=True, pool_size=2, max_overflow=4, connect_args=args)
+            if url.drivername.startswith("sqlite"):
+                _transactional_sqlite(engine)
             _engines[key] = engine
             while len(_engines) > 32:
                 _engines.popitem(last=False)[1].dispose()
         return engine
+
+
+def _transactional_sqlite(engine: Engine) -> None:
+    """Let SQLAlchemy, not the sqlite3 module, begin transactions, so CREATE TABLE is inside a
+    run's transaction and rolls back with it (SQLAlchemy's recipe for pysqlite)."""
+
+    @event.listens_for(engine, "connect")
+    def _no_implicit_transactions(dbapi_connection, _record):
+        dbapi_connection.isolation_level = None
+
+    @event.listens_for(engine, "begin")
+    def _begin(connection):
+        connection.exec_driver_sql("BEGIN")
 
 
 def _describe(error: Exception, url: URL) -> str:
@@ -84,21 +105,23 @@ def _describe(error: Exception, url: URL) -> str:
     return f"database {where}: {text[:300]}"
 
 
-def _table(engine: Engine, name: str, delivery: Delivery, create: bool) -> Table:
+def _table(connection: Connection, name: str, fields: list[str], field_types: dict,
+           create: bool) -> tuple[Table, bool]:
+    """The destination table, and whether it was created now (from the mapping's fields and types)."""
     if not name or not isinstance(name, str):
         raise TransportError("the destination needs a table name")
     schema, _, table_name = name.rpartition(".") if "." in name else (None, "", name)
     metadata = MetaData()
-    if inspect(engine).has_table(table_name, schema=schema or None):
-        return Table(table_name, metadata, autoload_with=engine, schema=schema or None)
+    if inspect(connection).has_table(table_name, schema=schema or None):
+        return Table(table_name, metadata, autoload_with=connection, schema=schema or None), False
     if not create:
         raise TransportError(f"table {name!r} does not exist; create it or turn on create_table")
-    columns = [Column(f, COLUMN_TYPES.get(delivery.field_types.get(f) or "string", Text)()) for f in delivery.fields]
+    columns = [Column(f, COLUMN_TYPES.get(field_types.get(f) or "string", Text)()) for f in fields]
     if not columns:
         raise TransportError("cannot create a table without fields")
     table = Table(table_name, metadata, *columns, schema=schema or None)
-    metadata.create_all(engine)
-    return table
+    metadata.create_all(connection)  # inside the run's transaction (MySQL alone commits DDL at once)
+    return table, True
 
 
 def _upsert(table: Table, dialect: str, key: list[str], columns: list[str]):
@@ -115,15 +138,13 @@ def _upsert(table: Table, dialect: str, key: list[str], columns: list[str]):
     raise TransportError(f"upsert is not available on {dialect}")
 
 
-def _copy(connection, table: Table, fields: list[str], records: list[dict]) -> None:
-    """Plain inserts on PostgreSQL go through COPY (several times faster than INSERT batches);
-    names are quoted by psycopg's sql.Identifier, values sent as COPY data, never as SQL."""
+def _copy(connection, table: Table, fields: list[str]):
+    """A COPY into `table` for plain inserts on PostgreSQL (several times faster than INSERT
+    batches), to enter and keep open for the run's chunks: one statement, streamed. Names are
+    quoted by psycopg's sql.Identifier, values sent as COPY data, never as SQL."""
     target = sql.Identifier(table.schema, table.name) if table.schema else sql.Identifier(table.name)
     statement = sql.SQL("COPY {} ({}) FROM STDIN").format(target, sql.SQL(", ").join(map(sql.Identifier, fields)))
-    cursor = connection.connection.driver_connection.cursor()
-    with cursor.copy(statement) as copy:
-        for record in records:
-            copy.write_row([record.get(f) for f in fields])
+    return connection.connection.driver_connection.cursor().copy(statement)
 
 
 def _json_value(value):
@@ -132,19 +153,24 @@ def _json_value(value):
     raise TypeError
 
 
-def _rows(table: Table, delivery: Delivery) -> list[dict]:
-    """Each record as a row; ISO 8601 text (how mappings write dates) becomes a date for date columns."""
+def _converters(table: Table, fields: list[str]) -> dict:
+    """ISO 8601 text (how mappings write dates) to a date or datetime, for date columns."""
     converters = {}
-    for name in delivery.fields:
+    for name in fields:
         column_type = table.columns[name].type
         if isinstance(column_type, DateTime):
             converters[name] = lambda v: datetime.fromisoformat(v.replace("Z", "+00:00"))
         elif isinstance(column_type, Date):
             converters[name] = lambda v: date.fromisoformat(v[:10])
+    return converters
+
+
+def _rows(converters: dict, fields: list[str], records: list[dict], first_number: int) -> list[dict]:
+    """Each record as a row, numbered from `first_number` in errors."""
     rows = []
-    for number, record in enumerate(delivery.records, start=1):
+    for number, record in enumerate(records, start=first_number):
         row = {}
-        for name in delivery.fields:
+        for name in fields:
             value = record.get(name)
             convert = converters.get(name)
             if convert is not None and isinstance(value, str) and value:
@@ -155,6 +181,120 @@ def _rows(table: Table, delivery: Delivery) -> list[dict]:
             row[name] = value
         rows.append(row)
     return rows
+
+
+@contextmanager
+def _database_errors(engine: Engine):
+    """SQLAlchemy's and psycopg's errors as TransportError, in words without the password."""
+    try:
+        yield
+    except exc.OperationalError as error:
+        raise TransportError(_describe(error, engine.url), retryable=True) from None
+    except exc.SQLAlchemyError as error:
+        raise TransportError(_describe(error, engine.url)) from None
+    except psycopg.Error as error:  # raised by COPY, below SQLAlchemy
+        raise TransportError(_describe(error, engine.url)) from None
+
+
+class TableRows(RowSink):
+    """A run's records into one table, in one transaction: the table is found (or created)
+    and its columns checked on entering; each chunk goes in as one multi-row INSERT (COPY on
+    PostgreSQL for plain inserts); leaving commits, or rolls back when the run failed."""
+
+    def __init__(self, engine: Engine, destination: dict, fields: list[str], field_types: dict):
+        self.engine = engine
+        self.destination = destination
+        self.fields = fields
+        self.field_types = field_types
+        self.mode = destination.get("mode") or "insert"
+        self.count = 0
+        self.statement = None
+        self.open_copy = None  # (the COPY's context, the COPY) once the first chunk came
+        self.summary = ""
+
+    def __enter__(self) -> TableRows:
+        with _database_errors(self.engine):
+            self.connection = self.engine.connect()
+            try:
+                self.transaction = self.connection.begin()
+                self.table, self.created = _table(self.connection, self.destination.get("table"), self.fields, self.field_types,
+                                    bool(self.destination.get("create_table")))
+            except BaseException:
+                self._rollback()
+                raise
+        known = set(self.table.columns.keys())
+        unknown = [f for f in self.fields if f not in known]
+        if unknown:
+            self._rollback()
+            raise TransportError(f"table {self.table.name!r} has no column {unknown[0]!r}; its columns: {', '.join(sorted(known))}")
+        self.copy = self.mode == "insert" and self.engine.dialect.name == "postgresql"
+        self.converters = {} if self.copy else _converters(self.table, self.fields)
+        return self
+
+    def _prepare(self) -> None:
+        if self.mode == "upsert":
+            key = self.destination.get("key") or []
+            if not key or any(k not in self.table.columns for k in key):
+                raise TransportError(f"upsert needs 'key' columns of table {self.table.name!r}")
+            self.statement = _upsert(self.table, self.engine.dialect.name, key, self.fields)
+        else:
+            self.statement = self.table.insert()
+
+    def write(self, records: list[dict]) -> None:
+        if not records:
+            return
+        if self.statement is None:
+            self._prepare()
+        with _database_errors(self.engine):
+            if self.copy:  # PostgreSQL reads ISO 8601 text for its date columns itself
+                if self.open_copy is None:
+                    context = _copy(self.connection, self.table, self.fields)
+                    self.open_copy = context, context.__enter__()
+                fields, write_row = self.fields, self.open_copy[1].write_row
+                for record in records:
+                    write_row([record.get(f) for f in fields])
+            else:
+                self.connection.execute(self.statement, _rows(self.converters, self.fields, records, self.count + 1))
+        self.count += len(records)
+
+    def __exit__(self, failed_type, failure, traceback) -> None:
+        if failed_type is not None:
+            self._rollback()
+            return
+        with _database_errors(self.engine):
+            try:
+                if self.open_copy is not None:
+                    self.open_copy, (context, _) = None, self.open_copy
+                    context.__exit__(None, None, None)  # the COPY ends: PostgreSQL checks every row now
+                self.transaction.commit()
+            except BaseException:
+                self._rollback()
+                raise
+            finally:
+                self.connection.close()
+        verb = "upserted" if self.mode == "upsert" else "inserted"
+        self.summary = f"{verb} {self.count} rows into {self.table.name}" if self.count else f"no rows for table {self.table.name}"
+
+    def _rollback(self) -> None:
+        """Undo every chunk. Errors are ignored here: a COPY or a connection that already failed
+        took its transaction with it, and the run's own failure is the one to report."""
+        if self.open_copy is not None:  # end the COPY with a failure: nothing of it is kept
+            self.open_copy, (context, _) = None, self.open_copy
+            try:
+                context.__exit__(TransportError, TransportError("the run failed"), None)
+            except (exc.SQLAlchemyError, psycopg.Error):
+                pass
+        try:
+            self.connection.rollback()
+        except (exc.SQLAlchemyError, psycopg.Error):
+            pass
+        finally:
+            self.connection.close()
+        if getattr(self, "created", False) and self.engine.dialect.name in DDL_COMMITS_AT_ONCE:
+            try:  # the rollback could not take back the table this run created
+                self.table.drop(self.engine, checkfirst=True)
+            except exc.SQLAlchemyError:
+                pass
 
 
 @register_transport
@@ -181,40 +321,17 @@ class DatabaseTransport(Transport):
     }
     secret_options = ("password",)
 
+    stores_rows = True
+
+    def open_rows(self, options, secrets, destination, fields, field_types) -> TableRows:
+        return TableRows(engine_for(options, secrets), destination, fields, field_types)
+
     def write(self, options, secrets, destination, delivery: Delivery) -> str:
-        engine = engine_for(options, secrets)
-        try:
-            table = _table(engine, destination.get("table"), delivery, bool(destination.get("create_table")))
-            known = set(table.columns.keys())
-            unknown = [f for f in delivery.fields if f not in known]
-            if unknown:
-                raise TransportError(f"table {table.name!r} has no column {unknown[0]!r}; its columns: {', '.join(sorted(known))}")
-            if not delivery.records:
-                return f"no rows for table {table.name}"
-            mode = destination.get("mode") or "insert"
-            copy = mode == "insert" and engine.dialect.name == "postgresql"
-            if mode == "upsert":
-                key = destination.get("key") or []
-                if not key or any(k not in known for k in key):
-                    raise TransportError(f"upsert needs 'key' columns of table {table.name!r}")
-                statement = _upsert(table, engine.dialect.name, key, delivery.fields)
-            else:
-                statement = table.insert()
-            with engine.begin() as connection:
-                if copy:  # PostgreSQL reads ISO 8601 text for its date columns itself
-                    _copy(connection, table, delivery.fields, delivery.records)
-                else:
-                    rows = _rows(table, delivery)
-                    for start in range(0, len(rows), BATCH_ROWS):
-                        connection.execute(statement, rows[start:start + BATCH_ROWS])
-        except exc.OperationalError as error:
-            raise TransportError(_describe(error, engine.url), retryable=True) from None
-        except exc.SQLAlchemyError as error:
-            raise TransportError(_describe(error, engine.url)) from None
-        except psycopg.Error as error:  # raised by COPY, below SQLAlchemy
-            raise TransportError(_describe(error, engine.url)) from None
-        verb = "upserted" if mode == "upsert" else "inserted"
-        return f"{verb} {len(delivery.records)} rows into {table.name}"
+        """All the records at once (the engine streams through `open_rows` instead)."""
+        with self.open_rows(options, secrets, destination, delivery.fields, delivery.field_types) as rows:
+            for start in range(0, len(delivery.records), BATCH_ROWS):
+                rows.write(delivery.records[start:start + BATCH_ROWS])
+        return rows.summary
 
     source_options_schema = {
         "type": "object",

@@ -10,6 +10,8 @@ the resource with its `resourceType`, extensions and ids on primitives go to
 `_name`, and the narrative `div` stays XHTML text. XML is parsed with the
 hardened parser of the XML codec (a DOCTYPE is refused).
 
+A FHIR JSON Bundle is read entry by entry as it is parsed (ijson), as XML Bundles are.
+
 Versions: "R5" validates with fhir.resources' top-level models (FHIR 5.0.0); "R4"
 (the default) with fhir.resources.R4B (FHIR 4.3.0), the closest to R4 (4.0.1) that
 fhir.resources >= 7 ships: the two differ little outside medication definitions.
@@ -17,12 +19,14 @@ Validation happens in `validate` only; reading does not require a valid resource
 """
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterator
 from decimal import Decimal
 from functools import lru_cache
 from typing import Any
 
+import ijson
 import orjson
 from lxml import etree
 from pydantic import ValidationError
@@ -219,12 +223,95 @@ def _xml_resources(data, version: str) -> Iterator[dict]:
         raise syntax_error(exc) from None
 
 
+def _json_resources(source, start: int, options: dict) -> Iterator[dict]:
+    """The resources of FHIR JSON: a Bundle whose first member is `"resourceType": "Bundle"`
+    (as FHIR writes it) entry by entry as it is parsed (ijson, C backend), each entry built
+    alone, so memory stays flat; anything else is read whole by `read_document`. The same
+    resources and errors as the whole read: a payload ijson refuses is read again whole, for
+    orjson's exact reason and place, or, when orjson reads it (an integer past 64 bits), for
+    the entries not yielded yet (only such payloads are held whole)."""
+    events = ijson.basic_parse(source, use_float=True)
+    number = 0
+    try:
+        head = [next(events, (None, None)) for _ in range(3)]
+        if head != [("start_map", None), ("map_key", "resourceType"), ("string", "Bundle")]:
+            source.seek(start)
+            yield from _resources(read_document(payload_bytes(source), options))
+            return
+        number = 0
+        for event, value in events:
+            if event == "end_map":  # the Bundle's own end: the members are all read
+                break
+            member = value  # a map_key of the Bundle
+            event, value = next(events)
+            if member != "entry":
+                _skip(event, events)
+                continue
+            if event != "start_array":
+                if _build(event, value, events):  # `entry` null, false, {} or "" is read as no entries
+                    raise CodecError("Bundle.entry must be a list", "Bundle.entry")
+                continue
+            for event, value in events:
+                if event == "end_array":
+                    break
+                entry = _build(event, value, events)
+                if not isinstance(entry, dict):
+                    raise CodecError("a Bundle entry must be an object", f"Bundle.entry[{number}]")
+                number += 1
+                if isinstance(entry.get("resource"), dict):
+                    yield entry["resource"]
+        for _ in events:  # the rest: only whitespace may follow (ijson checks)
+            pass
+    except ijson.JSONError:
+        source.seek(start)
+        yield from _resources(read_document(payload_bytes(source), options), skip=number)
+
+
+def _build(event: str, value, events) -> Any:
+    """The JSON value starting with (`event`, `value`), taking the rest of its events."""
+    if event not in ("start_map", "start_array"):
+        return _number(value) if event == "number" else value
+    builder = ijson.ObjectBuilder()
+    builder.event(event, value)
+    depth = 1
+    for event, value in events:
+        builder.event(event, _number(value) if event == "number" else value)
+        if event in ("start_map", "start_array"):
+            depth += 1
+        elif event in ("end_map", "end_array"):
+            depth -= 1
+            if not depth:
+                break
+    return builder.value
+
+
+def _number(value: int | float) -> int | float:
+    """A number as orjson reads it: an integer past 64 bits is a float, an infinite one an error."""
+    if isinstance(value, int):
+        return value if -(1 << 63) <= value < (1 << 64) else float(value)
+    if not math.isfinite(value):
+        raise ijson.JSONError("number is infinity")
+    return value
+
+
+def _skip(event: str, events) -> None:
+    """Pass over the rest of the value that starts with `event`."""
+    depth = event in ("start_map", "start_array")
+    while depth:
+        event, _ = next(events)
+        if event in ("start_map", "start_array"):
+            depth += 1
+        elif event in ("end_map", "end_array"):
+            depth -= 1
+
+
 def _is_xml(head: bytes) -> bool:
     """Whether a payload starting with `head` (its first bytes) is FHIR XML rather than JSON."""
     return head[:1] == b"<" or head.startswith(b"\xef\xbb\xbf<") or head[:2] in (b"\xff\xfe", b"\xfe\xff")
 
 
-def _resources(document: dict):
+def _resources(document: dict, skip: int = 0):
+    """The resources of a whole document: a Bundle's entries (from entry `skip` on), or itself."""
     if document.get("resourceType") != "Bundle":
         yield document
         return
@@ -232,6 +319,8 @@ def _resources(document: dict):
     if not isinstance(entries, list):
         raise CodecError("Bundle.entry must be a list", "Bundle.entry")
     for number, entry in enumerate(entries):
+        if number < skip:
+            continue
         if not isinstance(entry, dict):
             raise CodecError("a Bundle entry must be an object", f"Bundle.entry[{number}]")
         if isinstance(entry.get("resource"), dict):
@@ -274,6 +363,9 @@ class FhirCodec(Codec):
         source.seek(start)
         if _is_xml(head.lstrip()[:4]) or _is_xml(head[:4]):
             yield from _xml_resources(source, version)
+            return
+        if head.lstrip()[:1] == b"{":  # UTF-8 JSON (no byte-order mark): a Bundle streams
+            yield from _json_resources(source, start, options)
             return
         yield from _resources(read_document(payload_bytes(source), options))
 

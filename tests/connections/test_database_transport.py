@@ -130,3 +130,16 @@ def test_a_value_the_column_cannot_hold_is_a_clear_error(target_db):
     with pytest.raises(TransportError) as caught:
         database.write(options, {}, {"table": table}, delivery([{"id": 2, "day": "someday"}], {"id": "integer", "day": "date"}))
     assert "someday" in caught.value.reason or "date" in caught.value.reason
+
+
+def test_a_failed_run_keeps_no_rows_and_no_table_it_created(target_db):
+    options, table, engine = target_db
+    sink = database.open_rows(options, {}, {"table": table, "create_table": True}, ["id", "name"], {"id": "integer"})
+    with pytest.raises(RuntimeError), sink:
+        sink.write([{"id": 1, "name": "a"}, {"id": 2, "name": "b"}])
+        sink.write([{"id": 3, "name": "c"}])
+        raise RuntimeError("the run failed after two chunks")
+    assert not sa.inspect(engine).has_table(table)
+    with database.open_rows(options, {}, {"table": table, "create_table": True}, ["id", "name"], {"id": "integer"}) as sink:
+        sink.write([{"id": 1, "name": "a"}])
+    assert sink.summary == f"inserted 1 rows into {table}" and rows(engine, table) == [{"id": 1, "name": "a"}]
