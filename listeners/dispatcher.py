@@ -36,7 +36,7 @@ CLAIM_LIMIT = 500
 # (a task's messages run one after another), large enough to spare the broker.
 DISPATCH_BATCH = 10
 IDLE_WAIT_SECONDS = 1.0  # the longest wait for a wake-up before looking anyway
-SQLITE_CHECK_SECONDS = 0.003
+SQLITE_CHECK_SECONDS = 0.005
 BROKER_PAUSE_SECONDS = 3.0
 ERROR_PAUSE_SECONDS = 1.0
 
