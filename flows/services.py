@@ -261,8 +261,10 @@ def run_timed_flow(flow_id: int, trigger: str = "cron") -> dict:
                 read += 1
         except TransportError as exc:
             log.warning("timed flow %s could not read %s: %s", flow.pk, connection.name, exc.reason)
-            FlowRun.objects.create(flow=flow, trigger=trigger, status=FlowRun.Status.FAILED, finished_at=timezone.now(),
-                                   error=f"reading {connection.name!r} failed: {exc.reason}")
+            # Recorded by the one runner, so subscribers hear `run.failed` like for any other failed run.
+            with transaction.atomic():
+                finish_run(start_run(flow, None, trigger),
+                           None, RunFailure(f"reading {connection.name!r} failed: {exc.reason}", bad_data=False))
     for start in range(0, len(ids), PUBLISH_BATCH):
         batch = ids[start:start + PUBLISH_BATCH]
         transaction.on_commit(lambda batch=batch: publish_many(batch))
