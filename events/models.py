@@ -16,9 +16,11 @@ EVENT_TYPES = ("run.succeeded", "run.failed", "message.rejected", "output.ready"
 class Subscription(models.Model):
     """A URL that is sent the chosen events of chosen flows, signed per Standard Webhooks."""
 
-    TEAM_FIELDS = ()  # personal: only the owner (and administrators) see it and its deliveries
+    # Members of its teams read it and its delivery log; only the owner (or an administrator) changes it.
+    TEAM_FIELDS = ("teams",)
 
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="subscriptions")
+    teams = models.ManyToManyField("auth.Group", blank=True, related_name="+")
     url = models.URLField(max_length=1000)
     description = models.CharField(max_length=200, blank=True, default="")
     events = models.JSONField(default=list)
@@ -132,9 +134,11 @@ class Output(models.Model):
 class Queue(models.Model):
     """A pull queue: the outputs of its flows, handed to pollers one at a time under a lease."""
 
-    TEAM_FIELDS = ()
+    # Members of its teams poll it (next, ack); only the owner (or an administrator) changes it.
+    TEAM_FIELDS = ("teams",)
 
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="event_queues")
+    teams = models.ManyToManyField("auth.Group", blank=True, related_name="+")
     name = models.CharField(max_length=100, unique=True)
     flows = models.ManyToManyField("flows.Flow", blank=True, related_name="+")
     lease_seconds = models.PositiveIntegerField(default=300)

@@ -5,7 +5,7 @@ import re
 
 from rest_framework import serializers
 
-from config.api import OwnedPrimaryKeyField
+from config.api import OwnedPrimaryKeyField, teams_field
 from connections.outbound import OutboundRefused, check_url
 from events.models import EVENT_TYPES, Delivery, DeliveryAttempt, Output, Queue, Subscription
 from flows.models import Flow
@@ -15,6 +15,7 @@ QUEUE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
 
 class SubscriptionSerializer(serializers.ModelSerializer):
+    teams = teams_field()
     events = serializers.ListField(child=serializers.ChoiceField(choices=EVENT_TYPES), min_length=1, max_length=len(EVENT_TYPES))
     flows = OwnedPrimaryKeyField(queryset=Flow.objects.all(), many=True, required=False,
                                  help_text="Flows whose events are sent; empty: every flow you may see.")
@@ -25,7 +26,7 @@ class SubscriptionSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Subscription
-        fields = ["id", "url", "description", "events", "flows", "listeners", "entity_names", "enabled", "disabled_reason",
+        fields = ["id", "url", "description", "teams", "events", "flows", "listeners", "entity_names", "enabled", "disabled_reason",
                   "consecutive_failures", "created_at", "updated_at"]
         read_only_fields = ["disabled_reason", "consecutive_failures", "created_at", "updated_at"]
 
@@ -58,6 +59,7 @@ class DeliverySerializer(serializers.ModelSerializer):
 
 
 class QueueSerializer(serializers.ModelSerializer):
+    teams = teams_field()
     flows = OwnedPrimaryKeyField(queryset=Flow.objects.all(), many=True, required=False,
                                  help_text="Flows whose outputs join this queue.")
     lease_seconds = serializers.IntegerField(min_value=1, max_value=7 * 24 * 3600, default=300)
@@ -65,7 +67,7 @@ class QueueSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Queue
-        fields = ["id", "name", "flows", "lease_seconds", "depth", "created_at", "updated_at"]
+        fields = ["id", "name", "teams", "flows", "lease_seconds", "depth", "created_at", "updated_at"]
         read_only_fields = ["created_at", "updated_at"]
 
     def validate_name(self, value):

@@ -83,7 +83,7 @@ class QueueViewSet(OwnedModelViewSet):
     serializer_class = QueueSerializer
     lookup_field = "name"
     lookup_value_regex = r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}"
-    team_actions = ()
+    team_actions = ("next", "ack")  # a member of a team it is shared with polls it; only the owner changes it
 
     @extend_schema(request=None, responses={200: LEASE, 204: OpenApiResponse(description="the queue is empty")})
     @action(detail=True, methods=["get"], url_path="next")
