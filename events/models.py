@@ -32,7 +32,10 @@ class Subscription(models.Model):
     disabled_reason = models.TextField(blank=True, default="")
     # Deliveries in a row that failed every retry; reset by any success.
     consecutive_failures = models.PositiveIntegerField(default=0)
+    # The current secret and, after a rotation, the one before it (both encrypted); see signing_secrets.
     secret_encrypted = models.TextField(blank=True, default="", editable=False)
+    # Until then deliveries are signed with the previous secret as well as the current one.
+    previous_secret_expires_at = models.DateTimeField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -48,7 +51,18 @@ class Subscription(models.Model):
 
     @secret.setter
     def secret(self, value: str) -> None:
+        """A new secret with no grace period for the old one (rotation is events.services.rotate_secret)."""
         self.secret_encrypted = encrypt_secrets({"secret": value})
+        self.previous_secret_expires_at = None
+
+    def signing_secrets(self, now=None) -> list[str]:
+        """The secrets a delivery is signed with now: the current one, and the previous one during its grace period."""
+        stored = decrypt_secrets(self.secret_encrypted)
+        secrets = [stored.get("secret", "")]
+        now = now or timezone.now()
+        if stored.get("previous") and self.previous_secret_expires_at and now < self.previous_secret_expires_at:
+            secrets.append(stored["previous"])
+        return secrets
 
 
 class Delivery(models.Model):

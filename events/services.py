@@ -21,12 +21,13 @@ from django.db import connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from connections.crypto import encrypt_secrets
 from connections.transports import TransportError
 from connections.transports.http import send
 
 from . import interest
 from .models import Delivery, DeliveryAttempt, Output, Queue, QueueItem, Subscription
-from .signing import download_url, webhook_headers
+from .signing import download_url, new_webhook_secret, webhook_headers
 
 log = logging.getLogger(__name__)
 RESPONSE_IN_LOG = 300
@@ -273,7 +274,7 @@ def attempt_delivery(delivery_id: int, manual: bool = False) -> DeliveryAttempt 
             last_error="not sent: the subscription is disabled")
         return None
     body = delivery_body(delivery)
-    headers = {**webhook_headers(subscription.secret, delivery.msg_id, body), "User-Agent": "Pushflow-Webhooks/1"}
+    headers = {**webhook_headers(subscription.signing_secrets(), delivery.msg_id, body), "User-Agent": "Pushflow-Webhooks/1"}
     options = {"url": subscription.url, "method": "POST", "headers": headers, "retries": 0,
                "timeout": settings.PUSHFLOW_WEBHOOK_TIMEOUT_SECONDS}
     started, clock = timezone.now(), time.monotonic()
@@ -335,6 +336,25 @@ def redeliver(delivery: Delivery) -> None:
         Delivery.objects.filter(pk=delivery.pk).update(status=Delivery.Status.PENDING, next_attempt_at=timezone.now(),
                                                        enqueued_at=timezone.now(), finished_at=None)
         transaction.on_commit(lambda: publish_delivery(delivery.pk, manual=True))
+
+
+def rotate_secret(subscription: Subscription, now=None) -> str:
+    """Give a subscription a new signing secret and return it (the only time it is seen). For
+    PUSHFLOW_WEBHOOK_SECRET_GRACE_SECONDS deliveries are signed with the old secret as well, so the
+    receiver can switch without losing one; a second rotation within that time drops the oldest."""
+    now = now or timezone.now()
+    grace = settings.PUSHFLOW_WEBHOOK_SECRET_GRACE_SECONDS
+    new = new_webhook_secret()
+    with transaction.atomic():
+        current = Subscription.objects.select_for_update().get(pk=subscription.pk)
+        stored = {"secret": new}
+        if grace > 0 and current.secret:
+            stored["previous"] = current.secret
+        expires = now + timedelta(seconds=grace) if "previous" in stored else None
+        Subscription.objects.filter(pk=subscription.pk).update(secret_encrypted=encrypt_secrets(stored),
+                                                               previous_secret_expires_at=expires, updated_at=now)
+    subscription.refresh_from_db()
+    return new
 
 
 def enable_subscription(subscription: Subscription) -> None:

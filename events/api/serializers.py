@@ -27,8 +27,8 @@ class SubscriptionSerializer(serializers.ModelSerializer):
     class Meta:
         model = Subscription
         fields = ["id", "url", "description", "teams", "events", "flows", "listeners", "entity_names", "enabled", "disabled_reason",
-                  "consecutive_failures", "created_at", "updated_at"]
-        read_only_fields = ["disabled_reason", "consecutive_failures", "created_at", "updated_at"]
+                  "consecutive_failures", "previous_secret_expires_at", "created_at", "updated_at"]
+        read_only_fields = ["disabled_reason", "consecutive_failures", "previous_secret_expires_at", "created_at", "updated_at"]
 
     def validate_url(self, value):
         try:

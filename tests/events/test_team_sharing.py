@@ -66,8 +66,9 @@ def test_a_member_cannot_change_a_shared_subscription(lab, subscriber):
     assert bob.patch(f"/api/v1/subscriptions/{subscription.pk}/", {"enabled": False}, format="json").status_code == 403
     assert bob.delete(f"/api/v1/subscriptions/{subscription.pk}/").status_code == 403
     assert bob.post(f"/api/v1/subscriptions/{subscription.pk}/deliveries/{delivery.pk}/redeliver").status_code == 403
+    assert bob.post(f"/api/v1/subscriptions/{subscription.pk}/rotate-secret").status_code == 403
     subscription.refresh_from_db()
-    assert (subscription.url, subscription.enabled) == (subscriber.url, True)
+    assert (subscription.url, subscription.enabled, subscription.previous_secret_expires_at) == (subscriber.url, True, None)
     assert len(subscriber.requests) == 1  # nothing sent again
 
 
