@@ -12,7 +12,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from connections.transports import TransportError
-from events.services import emit_run_finished, wants_output
+from events.services import emit_run_finished, run_transaction, wants_output
 from listeners.dispatch import PUBLISH_BATCH, publish_many
 from listeners.models import Message
 
@@ -149,7 +149,7 @@ def run_message(message_id) -> FlowRun | None:
         return None
     # An async run drops its output once delivered, unless subscribers or queues take it.
     run, result, failure = _execute_run(flow, message, keep_output=wants_output(flow.pk))
-    with transaction.atomic():
+    with run_transaction():  # an output kept for subscribers is moved into place only if this commits
         finish_run(run, result, failure)
         _finish_message(message, failure, flow)
         _wake_next(flow)
@@ -193,7 +193,7 @@ def _run_sync_in_thread(flow_id: int, message_id) -> tuple[FlowRun, RunResult | 
         flow = Flow.objects.select_related("source_format", "destination_format", "destination_connection").get(pk=flow_id)
         message = Message.objects.get(pk=message_id)
         run, result, failure = _execute_run(flow, message)
-        with transaction.atomic():
+        with run_transaction():
             finish_run(run, result, failure)
             fields = {"finished_at": timezone.now()}
             if failure is None:
