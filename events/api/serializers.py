@@ -40,6 +40,16 @@ class SubscriptionSerializer(serializers.ModelSerializer):
     def validate_events(self, value):
         return sorted(set(value), key=EVENT_TYPES.index)
 
+    def validate(self, attrs):
+        # Ignoring it would let a caller believe the receiver's secret was set.
+        given = self.initial_data if isinstance(self.initial_data, dict) else {}
+        for name in ("secret", "secrets"):
+            if name in given:
+                raise serializers.ValidationError({name: [
+                    "the signing secret is made by Pushflow and answered once, on create; to change it, "
+                    "POST /api/v1/subscriptions/{id}/rotate-secret"]})
+        return super().validate(attrs)
+
 
 class DeliveryAttemptSerializer(serializers.ModelSerializer):
     class Meta:

@@ -48,12 +48,16 @@ class SubscriptionViewSet(OwnedModelViewSet):
         if serializer.instance.enabled and not was_enabled:
             services.enable_subscription(serializer.instance)
 
-    @extend_schema(request=None, responses={200: ROTATED, 403: OpenApiResponse(description="only the owner rotates")})
+    @extend_schema(request=None, responses={200: ROTATED, 400: OpenApiResponse(description="a body was sent"),
+                                            403: OpenApiResponse(description="only the owner rotates")})
     @action(detail=True, methods=["post"], url_path="rotate-secret")
     def rotate_secret(self, request, pk=None):
         """A new signing secret, answered this once. Deliveries carry the old secret's signature as well until
         `previous_secret_expires_at` (PUSHFLOW_WEBHOOK_SECRET_GRACE_SECONDS), so the receiver can switch at leisure."""
         subscription = self.get_object()
+        if request.data:
+            return Response({"detail": "rotate-secret takes no body: Pushflow makes the new secret and answers it once"},
+                            status=status.HTTP_400_BAD_REQUEST)
         with transaction.atomic():
             secret = services.rotate_secret(subscription)
             record_change(request.user, "update", subscription, None, None, ["secret"])

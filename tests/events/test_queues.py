@@ -106,3 +106,18 @@ def test_two_pollers_at_once_never_get_the_same_item(user, async_flow):
     handed = [pk for got in results for pk in got]
     assert len(handed) == 40 and len(set(handed)) == 40
     assert QueueItem.objects.filter(lease_id__isnull=True).count() == 0
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(("body", "field", "words"), [
+    ({"name": "x" * 101}, "name", "100 characters"),
+    ({"name": "é"}, "name", "letters, digits"),
+    ({"name": "ok", "lease_seconds": "x"}, "lease_seconds", "valid integer"),
+    ({"name": "ok", "lease_seconds": True}, "lease_seconds", "valid integer"),
+    ({"name": "ok", "lease_seconds": 10**30}, "lease_seconds", "less than or equal"),
+    ({"name": "ok", "flows": None}, "flows", "may not be null"),
+    ({"name": "ok", "teams": [99999]}, "teams", "does not exist"),
+])
+def test_bad_queue_input_is_a_400_naming_the_field(api, body, field, words):
+    response = api.post("/api/v1/queues/", body, format="json")
+    assert response.status_code == 400 and words in str(response.json()[field])
