@@ -192,6 +192,8 @@ PUSHFLOW_WEBHOOK_RETRY_SECONDS = [int(s) for s in env_list("PUSHFLOW_WEBHOOK_RET
 PUSHFLOW_WEBHOOK_TIMEOUT_SECONDS = env_float("PUSHFLOW_WEBHOOK_TIMEOUT_SECONDS", 10.0)
 # A subscription whose deliveries failed every retry this many times in a row is disabled.
 PUSHFLOW_WEBHOOK_DISABLE_AFTER = env_int("PUSHFLOW_WEBHOOK_DISABLE_AFTER", 5)
+# After a subscription's secret is rotated, deliveries are signed with the old one too for this long (24 h).
+PUSHFLOW_WEBHOOK_SECRET_GRACE_SECONDS = env_int("PUSHFLOW_WEBHOOK_SECRET_GRACE_SECONDS", 86400)
 # How long a process trusts its picture of which flows have subscribers or queues.
 PUSHFLOW_EVENTS_CACHE_SECONDS = env_float("PUSHFLOW_EVENTS_CACHE_SECONDS", 1.0)
 

@@ -16,9 +16,11 @@ EVENT_TYPES = ("run.succeeded", "run.failed", "message.rejected", "output.ready"
 class Subscription(models.Model):
     """A URL that is sent the chosen events of chosen flows, signed per Standard Webhooks."""
 
-    TEAM_FIELDS = ()  # personal: only the owner (and administrators) see it and its deliveries
+    # Members of its teams read it and its delivery log; only the owner (or an administrator) changes it.
+    TEAM_FIELDS = ("teams",)
 
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="subscriptions")
+    teams = models.ManyToManyField("auth.Group", blank=True, related_name="+")
     url = models.URLField(max_length=1000)
     description = models.CharField(max_length=200, blank=True, default="")
     events = models.JSONField(default=list)
@@ -30,7 +32,10 @@ class Subscription(models.Model):
     disabled_reason = models.TextField(blank=True, default="")
     # Deliveries in a row that failed every retry; reset by any success.
     consecutive_failures = models.PositiveIntegerField(default=0)
+    # The current secret and, after a rotation, the one before it (both encrypted); see signing_secrets.
     secret_encrypted = models.TextField(blank=True, default="", editable=False)
+    # Until then deliveries are signed with the previous secret as well as the current one.
+    previous_secret_expires_at = models.DateTimeField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -46,7 +51,18 @@ class Subscription(models.Model):
 
     @secret.setter
     def secret(self, value: str) -> None:
+        """A new secret with no grace period for the old one (rotation is events.services.rotate_secret)."""
         self.secret_encrypted = encrypt_secrets({"secret": value})
+        self.previous_secret_expires_at = None
+
+    def signing_secrets(self, now=None) -> list[str]:
+        """The secrets a delivery is signed with now: the current one, and the previous one during its grace period."""
+        stored = decrypt_secrets(self.secret_encrypted)
+        secrets = [stored.get("secret", "")]
+        now = now or timezone.now()
+        if stored.get("previous") and self.previous_secret_expires_at and now < self.previous_secret_expires_at:
+            secrets.append(stored["previous"])
+        return secrets
 
 
 class Delivery(models.Model):
@@ -132,9 +148,11 @@ class Output(models.Model):
 class Queue(models.Model):
     """A pull queue: the outputs of its flows, handed to pollers one at a time under a lease."""
 
-    TEAM_FIELDS = ()
+    # Members of its teams poll it (next, ack); only the owner (or an administrator) changes it.
+    TEAM_FIELDS = ("teams",)
 
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="event_queues")
+    teams = models.ManyToManyField("auth.Group", blank=True, related_name="+")
     name = models.CharField(max_length=100, unique=True)
     flows = models.ManyToManyField("flows.Flow", blank=True, related_name="+")
     lease_seconds = models.PositiveIntegerField(default=300)

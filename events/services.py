@@ -12,7 +12,10 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import httpx
 import orjson
@@ -21,17 +24,22 @@ from django.db import connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from connections.crypto import encrypt_secrets
 from connections.transports import TransportError
 from connections.transports.http import send
 
 from . import interest
 from .models import Delivery, DeliveryAttempt, Output, Queue, QueueItem, Subscription
-from .signing import download_url, webhook_headers
+from .signing import download_url, new_webhook_secret, webhook_headers
 
 log = logging.getLogger(__name__)
 RESPONSE_IN_LOG = 300
 SENDING_LEASE = timedelta(minutes=10)
 REQUEUE_AFTER = timedelta(minutes=2)
+PART_SUFFIX = ".part"
+# A `.part` output file this old belongs to no transaction still running.
+PART_FILE_MAX_AGE = timedelta(hours=1)
+_pending_files: ContextVar[list[Path] | None] = ContextVar("pushflow_pending_output_files", default=None)
 CONTENT_SUFFIX = {"application/json": "json", "text/csv": "csv", "application/xml": "xml", "text/xml": "xml",
                   "application/x-ndjson": "jsonl", "application/fhir+json": "json", "x-application/hl7-v2+er7": "hl7"}
 
@@ -155,20 +163,69 @@ def publish_delivery(delivery_id: int, manual: bool = False) -> bool:
 # --- outputs and queues -----------------------------------------------------------------------------------
 
 
+@contextmanager
+def run_transaction():
+    """`transaction.atomic()` for recording a finished run. An output file kept inside it is written under a
+    temporary name and moved into place when the transaction commits; if the block fails and rolls back,
+    the file is deleted at once. (A rollback further out, or a crash, leaves a `.part` file that
+    `purge_old_outputs` removes once it is PART_FILE_MAX_AGE old.)"""
+    pending: list[Path] = []
+    token = _pending_files.set(pending)
+    try:
+        with transaction.atomic():
+            yield
+    except BaseException:
+        for path in pending:
+            path.unlink(missing_ok=True)
+        raise
+    finally:
+        _pending_files.reset(token)
+
+
 def keep_output(flow, run, result) -> Output:
-    """Write a run's output bytes to a file under PUSHFLOW_OUTPUT_DIR and record it."""
+    """Record a run's output and write its bytes to a file under PUSHFLOW_OUTPUT_DIR: under a temporary
+    name now, under its own name when the transaction commits, so a rolled-back run leaves no output."""
     now = timezone.now()
     content_type = (result.content_type or "application/octet-stream")[:200]
     suffix = CONTENT_SUFFIX.get(content_type.split(";")[0].strip().lower(), "bin")
     relative = f"{now:%Y/%m/%d}/{uuid.uuid4().hex}.{suffix}"
     target = settings.PUSHFLOW_OUTPUT_DIR / relative
     target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_suffix(".part")
+    partial = target.with_name(target.name + PART_SUFFIX)
     partial.write_bytes(result.output or b"")
-    partial.replace(target)
-    return Output.objects.create(owner_id=flow.owner_id, flow=flow, run=run, message=run.message,
-                                 entity_name=entity_name(flow), content_type=content_type,
-                                 size=len(result.output or b""), path=relative, created_at=now)
+    pending = _pending_files.get()
+    if pending is not None:
+        pending.append(partial)
+    output = Output.objects.create(owner_id=flow.owner_id, flow=flow, run=run, message=run.message,
+                                   entity_name=entity_name(flow), content_type=content_type,
+                                   size=len(result.output or b""), path=relative, created_at=now)
+    # Registered before the deliveries' publishing, so the file is in place before anyone is told of it.
+    transaction.on_commit(lambda: _move_into_place(partial, target))
+    return output
+
+
+def _move_into_place(partial: Path, target: Path) -> None:
+    try:
+        partial.replace(target)
+    except OSError as exc:  # the run is committed; its output cannot be served, and the download says so
+        log.error("could not move the output %s into place: %s", target.name, exc.__class__.__name__)
+
+
+def purge_part_files(now: float | None = None) -> int:
+    """Delete `.part` output files older than PART_FILE_MAX_AGE (left by a rollback or a crash); returns how many."""
+    root = Path(settings.PUSHFLOW_OUTPUT_DIR)
+    if not root.is_dir():
+        return 0
+    cutoff = (time.time() if now is None else now) - PART_FILE_MAX_AGE.total_seconds()
+    removed = 0
+    for path in root.rglob("*" + PART_SUFFIX):
+        try:
+            if path.stat().st_mtime < cutoff:
+                path.unlink()
+                removed += 1
+        except FileNotFoundError:  # moved into place or removed meanwhile
+            continue
+    return removed
 
 
 def _enqueue_output(output: Output) -> None:
@@ -227,7 +284,9 @@ def queue_depths(queues) -> dict[int, dict]:
 
 
 def purge_old_outputs(batch: int = 1000) -> int:
-    """Delete kept outputs older than PUSHFLOW_OUTPUT_RETENTION_DAYS that no queue still holds; returns how many."""
+    """Delete kept outputs older than PUSHFLOW_OUTPUT_RETENTION_DAYS that no queue still holds, and stray
+    `.part` files; returns how many outputs."""
+    purge_part_files()
     days = settings.PUSHFLOW_OUTPUT_RETENTION_DAYS
     if days <= 0:
         return 0
@@ -273,7 +332,7 @@ def attempt_delivery(delivery_id: int, manual: bool = False) -> DeliveryAttempt 
             last_error="not sent: the subscription is disabled")
         return None
     body = delivery_body(delivery)
-    headers = {**webhook_headers(subscription.secret, delivery.msg_id, body), "User-Agent": "Pushflow-Webhooks/1"}
+    headers = {**webhook_headers(subscription.signing_secrets(), delivery.msg_id, body), "User-Agent": "Pushflow-Webhooks/1"}
     options = {"url": subscription.url, "method": "POST", "headers": headers, "retries": 0,
                "timeout": settings.PUSHFLOW_WEBHOOK_TIMEOUT_SECONDS}
     started, clock = timezone.now(), time.monotonic()
@@ -335,6 +394,25 @@ def redeliver(delivery: Delivery) -> None:
         Delivery.objects.filter(pk=delivery.pk).update(status=Delivery.Status.PENDING, next_attempt_at=timezone.now(),
                                                        enqueued_at=timezone.now(), finished_at=None)
         transaction.on_commit(lambda: publish_delivery(delivery.pk, manual=True))
+
+
+def rotate_secret(subscription: Subscription, now=None) -> str:
+    """Give a subscription a new signing secret and return it (the only time it is seen). For
+    PUSHFLOW_WEBHOOK_SECRET_GRACE_SECONDS deliveries are signed with the old secret as well, so the
+    receiver can switch without losing one; a second rotation within that time drops the oldest."""
+    now = now or timezone.now()
+    grace = settings.PUSHFLOW_WEBHOOK_SECRET_GRACE_SECONDS
+    new = new_webhook_secret()
+    with transaction.atomic():
+        current = Subscription.objects.select_for_update().get(pk=subscription.pk)
+        stored = {"secret": new}
+        if grace > 0 and current.secret:
+            stored["previous"] = current.secret
+        expires = now + timedelta(seconds=grace) if "previous" in stored else None
+        Subscription.objects.filter(pk=subscription.pk).update(secret_encrypted=encrypt_secrets(stored),
+                                                               previous_secret_expires_at=expires, updated_at=now)
+    subscription.refresh_from_db()
+    return new
 
 
 def enable_subscription(subscription: Subscription) -> None:

@@ -43,10 +43,13 @@ def webhook_signature(secret: str, msg_id: str, timestamp: int, body: bytes) -> 
     return "v1," + base64.b64encode(hmac.new(webhook_key(secret), signed, hashlib.sha256).digest()).decode()
 
 
-def webhook_headers(secret: str, msg_id: str, body: bytes, timestamp: int | None = None) -> dict[str, str]:
+def webhook_headers(secrets: str | list[str], msg_id: str, body: bytes, timestamp: int | None = None) -> dict[str, str]:
+    """Standard Webhooks headers; with several secrets (during a rotation) one space-separated `v1,`
+    signature each, so a receiver holding any of them verifies."""
     timestamp = int(time.time()) if timestamp is None else timestamp
+    secrets = [secrets] if isinstance(secrets, str) else secrets
     return {"webhook-id": msg_id, "webhook-timestamp": str(timestamp),
-            "webhook-signature": webhook_signature(secret, msg_id, timestamp, body)}
+            "webhook-signature": " ".join(webhook_signature(s, msg_id, timestamp, body) for s in secrets)}
 
 
 def _download_signature(output_id: int, expires: int) -> str:

@@ -12,7 +12,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from connections.transports import TransportError
-from events.services import emit_run_finished, wants_output
+from events.services import emit_run_finished, run_transaction, wants_output
 from listeners.dispatch import PUBLISH_BATCH, publish_many
 from listeners.models import Message
 
@@ -155,7 +155,7 @@ def run_message(message_id) -> FlowRun | None:
         return None
     # An async run drops its output once delivered, unless subscribers or queues take it.
     run, result, failure = _execute_run(flow, message, keep_output=wants_output(flow.pk))
-    with transaction.atomic():
+    with run_transaction():  # an output kept for subscribers is moved into place only if this commits
         finish_run(run, result, failure)
         _finish_message(message, failure, flow)
         _wake_next(flow)
@@ -199,7 +199,7 @@ def _run_sync_in_thread(flow_id: int, message_id) -> tuple[FlowRun, RunResult | 
         flow = Flow.objects.select_related("source_format", "destination_format", "destination_connection").get(pk=flow_id)
         message = Message.objects.get(pk=message_id)
         run, result, failure = _execute_run(flow, message)
-        with transaction.atomic():
+        with run_transaction():
             finish_run(run, result, failure)
             fields = {"finished_at": timezone.now()}
             if failure is None:
@@ -267,8 +267,10 @@ def run_timed_flow(flow_id: int, trigger: str = "cron") -> dict:
                 read += 1
         except TransportError as exc:
             log.warning("timed flow %s could not read %s: %s", flow.pk, connection.name, exc.reason)
-            FlowRun.objects.create(flow=flow, trigger=trigger, status=FlowRun.Status.FAILED, finished_at=timezone.now(),
-                                   error=f"reading {connection.name!r} failed: {exc.reason}")
+            # Recorded by the one runner, so subscribers hear `run.failed` like for any other failed run.
+            with transaction.atomic():
+                finish_run(start_run(flow, None, trigger),
+                           None, RunFailure(f"reading {connection.name!r} failed: {exc.reason}", bad_data=False))
     for start in range(0, len(ids), PUBLISH_BATCH):
         batch = ids[start:start + PUBLISH_BATCH]
         transaction.on_commit(lambda batch=batch: publish_many(batch))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.contrib import messages as notices
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
 from django.http import Http404
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
@@ -17,7 +18,7 @@ DELIVERIES_SHOWN = 20
 
 @login_required
 def subscription_list(request):
-    subscriptions = list(visible_to(request.user, Subscription.objects.prefetch_related("flows", "listeners")))
+    subscriptions = list(visible_to(request.user, Subscription.objects.select_related("owner").prefetch_related("flows", "listeners")))
     for subscription in subscriptions:
         subscription.recent = list(Delivery.objects.filter(subscription=subscription).defer("payload").prefetch_related(
             "attempt_log")[:DELIVERIES_SHOWN])
@@ -31,6 +32,8 @@ def delivery_redeliver(request, pk: int, delivery_id: int):
     delivery = Delivery.objects.filter(subscription=subscription, pk=delivery_id).first() if subscription else None
     if delivery is None:
         raise Http404("no such delivery")
+    if not (request.user.is_superuser or subscription.owner_id == request.user.pk):
+        raise PermissionDenied("only the subscription's owner sends a delivery again; its team members read the log")
     try:
         redeliver(delivery)
         notices.success(request, f"Delivery {delivery.pk} is being sent again.")

@@ -5,7 +5,7 @@ import re
 
 from rest_framework import serializers
 
-from config.api import OwnedPrimaryKeyField
+from config.api import OwnedPrimaryKeyField, teams_field
 from connections.outbound import OutboundRefused, check_url
 from events.models import EVENT_TYPES, Delivery, DeliveryAttempt, Output, Queue, Subscription
 from flows.models import Flow
@@ -15,6 +15,7 @@ QUEUE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
 
 class SubscriptionSerializer(serializers.ModelSerializer):
+    teams = teams_field()
     events = serializers.ListField(child=serializers.ChoiceField(choices=EVENT_TYPES), min_length=1, max_length=len(EVENT_TYPES))
     flows = OwnedPrimaryKeyField(queryset=Flow.objects.all(), many=True, required=False,
                                  help_text="Flows whose events are sent; empty: every flow you may see.")
@@ -25,9 +26,9 @@ class SubscriptionSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Subscription
-        fields = ["id", "url", "description", "events", "flows", "listeners", "entity_names", "enabled", "disabled_reason",
-                  "consecutive_failures", "created_at", "updated_at"]
-        read_only_fields = ["disabled_reason", "consecutive_failures", "created_at", "updated_at"]
+        fields = ["id", "url", "description", "teams", "events", "flows", "listeners", "entity_names", "enabled", "disabled_reason",
+                  "consecutive_failures", "previous_secret_expires_at", "created_at", "updated_at"]
+        read_only_fields = ["disabled_reason", "consecutive_failures", "previous_secret_expires_at", "created_at", "updated_at"]
 
     def validate_url(self, value):
         try:
@@ -38,6 +39,16 @@ class SubscriptionSerializer(serializers.ModelSerializer):
 
     def validate_events(self, value):
         return sorted(set(value), key=EVENT_TYPES.index)
+
+    def validate(self, attrs):
+        # Ignoring it would let a caller believe the receiver's secret was set.
+        given = self.initial_data if isinstance(self.initial_data, dict) else {}
+        for name in ("secret", "secrets"):
+            if name in given:
+                raise serializers.ValidationError({name: [
+                    "the signing secret is made by Pushflow and answered once, on create; to change it, "
+                    "POST /api/v1/subscriptions/{id}/rotate-secret"]})
+        return super().validate(attrs)
 
 
 class DeliveryAttemptSerializer(serializers.ModelSerializer):
@@ -58,6 +69,7 @@ class DeliverySerializer(serializers.ModelSerializer):
 
 
 class QueueSerializer(serializers.ModelSerializer):
+    teams = teams_field()
     flows = OwnedPrimaryKeyField(queryset=Flow.objects.all(), many=True, required=False,
                                  help_text="Flows whose outputs join this queue.")
     lease_seconds = serializers.IntegerField(min_value=1, max_value=7 * 24 * 3600, default=300)
@@ -65,7 +77,7 @@ class QueueSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Queue
-        fields = ["id", "name", "flows", "lease_seconds", "depth", "created_at", "updated_at"]
+        fields = ["id", "name", "teams", "flows", "lease_seconds", "depth", "created_at", "updated_at"]
         read_only_fields = ["created_at", "updated_at"]
 
     def validate_name(self, value):

@@ -17,6 +17,13 @@ from events.signing import DownloadRefused, check_download, download_url, new_we
 
 from .serializers import DeliverySerializer, OutputSerializer, QueueSerializer, SubscriptionSerializer
 
+ROTATED = inline_serializer("RotatedSecret", {
+    "id": serializers.IntegerField(),
+    "secret": serializers.CharField(help_text="The new `whsec_` secret: shown this once."),
+    "previous_secret_expires_at": serializers.DateTimeField(allow_null=True,
+                                                            help_text="Until then the old secret signs deliveries too."),
+})
+
 
 class SubscriptionViewSet(OwnedModelViewSet):
     """Webhook subscriptions. The signing secret (`whsec_...`) is answered once, on create."""
@@ -40,6 +47,22 @@ class SubscriptionViewSet(OwnedModelViewSet):
         super().perform_update(serializer)
         if serializer.instance.enabled and not was_enabled:
             services.enable_subscription(serializer.instance)
+
+    @extend_schema(request=None, responses={200: ROTATED, 400: OpenApiResponse(description="a body was sent"),
+                                            403: OpenApiResponse(description="only the owner rotates")})
+    @action(detail=True, methods=["post"], url_path="rotate-secret")
+    def rotate_secret(self, request, pk=None):
+        """A new signing secret, answered this once. Deliveries carry the old secret's signature as well until
+        `previous_secret_expires_at` (PUSHFLOW_WEBHOOK_SECRET_GRACE_SECONDS), so the receiver can switch at leisure."""
+        subscription = self.get_object()
+        if request.data:
+            return Response({"detail": "rotate-secret takes no body: Pushflow makes the new secret and answers it once"},
+                            status=status.HTTP_400_BAD_REQUEST)
+        with transaction.atomic():
+            secret = services.rotate_secret(subscription)
+            record_change(request.user, "update", subscription, None, None, ["secret"])
+        return Response({"id": subscription.pk, "secret": secret,
+                         "previous_secret_expires_at": subscription.previous_secret_expires_at})
 
     @extend_schema(request=None, responses=DeliverySerializer(many=True))
     @action(detail=True, methods=["get"], url_path="deliveries")
@@ -83,7 +106,7 @@ class QueueViewSet(OwnedModelViewSet):
     serializer_class = QueueSerializer
     lookup_field = "name"
     lookup_value_regex = r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}"
-    team_actions = ()
+    team_actions = ("next", "ack")  # a member of a team it is shared with polls it; only the owner changes it
 
     @extend_schema(request=None, responses={200: LEASE, 204: OpenApiResponse(description="the queue is empty")})
     @action(detail=True, methods=["get"], url_path="next")

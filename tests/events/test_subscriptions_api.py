@@ -34,6 +34,15 @@ def test_the_secret_is_answered_once_and_stored_encrypted(api, subscriber, async
     ({"url": "ftp://example.com/hook"}, "url", ""),
     ({"url": "http://10.0.0.5/hook"}, "url", "PUSHFLOW_OUTBOUND_ALLOW"),
     ({"entity_names": "invoice"}, "entity_names", ""),
+    ({"entity_names": [1, {"a": 2}]}, "entity_names", "Not a valid string"),
+    ({"events": [None]}, "events", "may not be null"),
+    ({"flows": ["x"]}, "flows", "Incorrect type"),
+    ({"flows": [99999999999999999999]}, "flows", "does not exist"),
+    ({"teams": [99999]}, "teams", "does not exist"),
+    ({"enabled": "maybe"}, "enabled", "boolean"),
+    ({"description": "d" * 201}, "description", "200 characters"),
+    ({"url": "http://no-such-host.invalid/hook"}, "url", "cannot be resolved"),
+    ({"secret": "whsec_chosen"}, "secret", "rotate-secret"),
 ])
 def test_bad_input_is_a_400_naming_the_field(api, subscriber, body, field, words):
     response = api.post("/api/v1/subscriptions/", {"url": subscriber.url, "events": ["run.failed"], **body}, format="json")
@@ -53,3 +62,20 @@ def test_a_subscription_is_its_owners_alone(api, subscriber, other_user, async_f
     assert stranger.post(f"/api/v1/subscriptions/{pk}/deliveries/1/redeliver").status_code == 404
     assert stranger.delete(f"/api/v1/subscriptions/{pk}/").status_code == 404
     assert api.delete(f"/api/v1/subscriptions/{pk}/").status_code == 204
+
+
+@pytest.mark.parametrize(("body", "content_type"), [(b"[]", "application/json"), (b"{not json", "application/json"),
+                                                    (b"\xff\xfe", "application/json"), (b'"x"', "application/json")])
+def test_a_body_that_is_no_object_is_a_400(api, body, content_type):
+    response = api.post("/api/v1/subscriptions/", body, content_type=content_type)
+    assert response.status_code == 400 and response.json()
+
+
+def test_the_secret_cannot_be_set_by_an_update_nor_chosen_on_rotation(api, subscriber):
+    created = api.post("/api/v1/subscriptions/", {"url": subscriber.url, "events": ["run.failed"]}, format="json").json()
+    patched = api.patch(f"/api/v1/subscriptions/{created['id']}/", {"secret": "whsec_mine"}, format="json")
+    assert patched.status_code == 400 and "rotate-secret" in str(patched.json()["secret"])
+    chosen = api.post(f"/api/v1/subscriptions/{created['id']}/rotate-secret", {"secret": "whsec_mine"}, format="json")
+    assert chosen.status_code == 400 and "no body" in chosen.json()["detail"]
+    assert Subscription.objects.get(pk=created["id"]).secret == created["secret"]
+    assert api.post(f"/api/v1/subscriptions/{created['id']}/rotate-secret", {}, format="json").status_code == 200
