@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from connections.transports import TransportError
 from events.services import emit_run_finished, wants_output
-from lib.dbwrites import write_transaction
+from lib.dbwrites import execute_insert, execute_statements, insert_statement, update_statement, write_transaction
 from listeners.dispatch import PUBLISH_BATCH, publish_many
 from listeners.models import Listener, Message
 
@@ -98,6 +98,16 @@ def start_run(flow: Flow, message: Message | None, trigger: str = "event") -> Fl
 
 
 def finish_run(run: FlowRun, result: RunResult | None, failure: RunFailure | None) -> None:
+    run.save(update_fields=end_run(run, result, failure))
+    # Subscribers and pull queues hear of it when this transaction commits (one cached look when there are none).
+    emit_run_finished(run, result if failure is None else None)
+
+
+RUN_END_FIELDS = ("finished_at", "status", "records_in", "records_out", "records_rejected", "log", "error")
+
+
+def end_run(run: FlowRun, result: RunResult | None, failure: RunFailure | None) -> tuple[str, ...]:
+    """Set the run's end (status, counts, log, error) on the instance; the names of the fields it set."""
     run.finished_at = timezone.now()
     if failure is None:
         run.status = FlowRun.Status.SUCCEEDED
@@ -108,9 +118,7 @@ def finish_run(run: FlowRun, result: RunResult | None, failure: RunFailure | Non
         run.status = FlowRun.Status.FAILED
         run.error = failure.reason
         run.log = [*(result.log if result else []), f"failed: {failure.reason}"]
-    run.save(update_fields=["finished_at", "status", "records_in", "records_out", "records_rejected", "log", "error"])
-    # Subscribers and pull queues hear of it when this transaction commits (one cached look when there are none).
-    emit_run_finished(run, result if failure is None else None)
+    return RUN_END_FIELDS
 
 
 def message_metadata(message: Message) -> dict:
@@ -194,33 +202,46 @@ def start_sync_run(listener: Listener, flow: Flow, message: Message, data: bytes
     Nobody can see the message before this commits, so it is stored already claimed by
     this request (running, first attempt) instead of stored and then claimed with an
     UPDATE. Like a claimed async message it counts against its flow's concurrency cap and
-    holds a FIFO flow's queue while it runs; a worker lost mid-run leaves it to the sweeper."""
+    holds a FIFO flow's queue while it runs; a worker lost mid-run leaves it to the sweeper.
+    The statements are built before the transaction, which only executes them."""
     message.listener = listener
     message.owner_id = listener.owner_id
     message.flow = flow
     message.store_body(data)
     message.status, message.claimed_at, message.attempts = Message.Status.RUNNING, timezone.now(), 1
+    run = FlowRun(flow=flow, message=message, trigger="event", attempt=1, bytes_read=message.size)
+    store_message, store_run = insert_statement(message), insert_statement(run)
 
-    def store() -> FlowRun:
-        message.save(force_insert=True)
-        return start_run(flow, message)
+    def store() -> None:
+        execute_insert(message, store_message)
+        execute_insert(run, store_run)
 
-    return write_transaction(store)
+    write_transaction(store)
+    return run
 
 
 def _finish_sync(flow: Flow, message: Message, run: FlowRun, result: RunResult | None,
                  failure: RunFailure | None) -> None:
-    """Record a sync run's end and its message's answer (kept for idempotent replays), together."""
-    finish_run(run, result, failure)
-    fields = {"finished_at": run.finished_at}
+    """Record a sync run's end and its message's answer (kept for idempotent replays) in one transaction."""
+    fields = end_run(run, result, failure)
+    end = {"finished_at": run.finished_at}
     if failure is None:
-        fields.update(status=Message.Status.SUCCEEDED, response_status=200,
-                      response_content_type=result.content_type, response_body=result.output)
+        end.update(status=Message.Status.SUCCEEDED, response_status=200,
+                   response_content_type=result.content_type, response_body=result.output)
     else:
-        fields.update(status=Message.Status.FAILED, error=failure.reason,
-                      response_status=422 if failure.bad_data else 500)
-    Message.objects.filter(pk=message.pk).update(**fields)
-    _wake_next(flow)  # an ordered or capped flow: what waited behind this run may go now
+        end.update(status=Message.Status.FAILED, error=failure.reason, response_status=422 if failure.bad_data else 500)
+    statements = (update_statement(FlowRun, run.pk, {name: getattr(run, name) for name in fields}),
+                  update_statement(Message, message.pk, end))
+
+    def record() -> None:
+        execute_statements(*statements)
+        # Inside the transaction, as finish_run does: deliveries and kept outputs commit with the run.
+        emit_run_finished(run, result if failure is None else None)
+        _wake_next(flow)  # an ordered or capped flow: what waited behind this run may go now
+
+    write_transaction(record)
+    for name, value in end.items():
+        setattr(message, name, value)
 
 
 _sync_pool = ThreadPoolExecutor(max_workers=32, thread_name_prefix="sync-flow")
@@ -231,7 +252,7 @@ def _run_sync_in_thread(flow: Flow, message: Message, run: FlowRun) -> tuple[Run
     close_old_connections()
     try:
         result, failure = _execute(flow, message, run, keep_output=True)
-        write_transaction(lambda: _finish_sync(flow, message, run, result, failure))
+        _finish_sync(flow, message, run, result, failure)
         return result, failure
     finally:
         close_old_connections()

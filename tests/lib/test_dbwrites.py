@@ -9,8 +9,8 @@ from django.db import OperationalError, connection
 from lib.dbwrites import write_transaction
 from listeners.models import Listener
 
-pytestmark = [pytest.mark.django_db(transaction=True),
-              pytest.mark.skipif(connection.vendor != "sqlite", reason="SQLite's busy handler only")]
+pytestmark = pytest.mark.django_db(transaction=True)
+sqlite_only = pytest.mark.skipif(connection.vendor != "sqlite", reason="SQLite's write lock and busy handler")
 
 
 def busy_timeout() -> int:
@@ -34,6 +34,7 @@ def hold_write_lock(seconds: float) -> threading.Thread:
     return thread
 
 
+@sqlite_only
 def test_it_waits_out_another_writer_and_commits_soon_after_the_lock_is_free(user):
     configured = busy_timeout()
     holder = hold_write_lock(0.4)
@@ -46,6 +47,7 @@ def test_it_waits_out_another_writer_and_commits_soon_after_the_lock_is_free(use
     assert busy_timeout() == configured == 30000
 
 
+@sqlite_only
 def test_past_the_connections_timeout_it_gives_up_and_leaves_nothing_written(user, monkeypatch):
     monkeypatch.setitem(connection.settings_dict, "OPTIONS", {**connection.settings_dict["OPTIONS"], "timeout": 0.2})
     holder = hold_write_lock(0.6)
@@ -58,6 +60,7 @@ def test_past_the_connections_timeout_it_gives_up_and_leaves_nothing_written(use
     assert busy_timeout() == 200
 
 
+@sqlite_only
 def test_inside_the_callers_transaction_it_runs_once_as_part_of_it(user):
     from django.db import transaction
 
@@ -65,3 +68,23 @@ def test_inside_the_callers_transaction_it_runs_once_as_part_of_it(user):
         write_transaction(lambda: Listener.objects.create(owner=user, name="c", path="c"))
         assert busy_timeout() == 30000  # untouched: the caller holds the lock already
     assert Listener.objects.filter(path="c").exists()
+
+
+def test_prebuilt_statements_write_what_the_orm_would(user):
+    from lib.dbwrites import execute_insert, execute_statements, insert_statement, update_statement
+    from listeners.models import Message
+
+    listener = Listener(owner=user, name="d", path="d", methods=["POST", "PUT"], ip_allowlist=["10.0.0.0/8"])
+    execute_insert(listener, insert_statement(listener))  # an auto primary key, read back
+    assert listener.pk and not listener._state.adding
+    message = Message.fresh(method="POST", path="/listen/d", headers={"X-A": "1"}, content_type="application/json")
+    message.listener, message.owner_id = listener, user.pk
+    message.store_body(b'{"a": 1}')
+    write_transaction(lambda: execute_insert(message, insert_statement(message)))  # a UUID primary key
+    execute_statements(update_statement(Message, message.pk, {"status": "succeeded", "response_body": b"\x00\x01",
+                                                              "headers": {"X-B": "2"}}))
+    stored = Message.objects.get(pk=message.pk)
+    assert Listener.objects.get(pk=listener.pk).methods == ["POST", "PUT"]
+    assert (stored.listener_id, stored.read_body(), stored.status) == (listener.pk, b'{"a": 1}', "succeeded")
+    assert bytes(stored.response_body) == b"\x00\x01" and stored.headers == {"X-B": "2"}
+    assert stored.received_at == message.received_at and stored.sha256 == message.sha256
