@@ -35,28 +35,25 @@ def write_transaction(action: Callable[[], T]) -> T:
             return action()
     timeout = float(connection.settings_dict.get("OPTIONS", {}).get("timeout", 30))
     deadline = time.monotonic() + timeout
-    if not _turn.acquire(timeout=timeout):
-        raise OperationalError("database is locked: this process's other writers held it past the timeout")
+    _set_busy_timeout(SHORT_BUSY_MS)  # outside the turn: each statement there is a wait for the GIL
     try:
-        _set_busy_timeout(SHORT_BUSY_MS)
-    except BaseException:
-        _turn.release()
-        raise
-    try:
-        while True:
-            try:
-                with transaction.atomic():
-                    return action()
-            except OperationalError as exc:
-                if "locked" not in str(exc) or time.monotonic() > deadline:
-                    raise
+        if not _turn.acquire(timeout=timeout):
+            raise OperationalError("database is locked: this process's other writers held it past the timeout")
+        try:
+            while True:
+                try:
+                    with transaction.atomic():
+                        return action()
+                except OperationalError as exc:
+                    if "locked" not in str(exc) or time.monotonic() > deadline:
+                        raise
+        finally:
+            _turn.release()
     finally:
         try:
             _set_busy_timeout(int(timeout * 1000))  # the connection serves other callers after this
         except DatabaseError:
             connection.close()  # a broken connection: the next use opens a fresh one with the configured wait
-        finally:
-            _turn.release()
 
 
 def _set_busy_timeout(ms: int) -> None:
