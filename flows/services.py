@@ -13,7 +13,8 @@ from django.utils import timezone
 
 from connections.transports import TransportError
 from events.services import emit_run_finished, wants_output
-from lib.dbwrites import execute_insert, execute_statements, insert_statement, update_statement, write_transaction
+from lib.dbwrites import execute_insert, execute_statements, insert_statement, update_statement
+from lib.groupcommit import GroupCommit
 from listeners.dispatch import PUBLISH_BATCH, publish_many
 from listeners.models import Listener, Message
 
@@ -196,6 +197,10 @@ def _finish_message(message: Message, failure: RunFailure | None, flow: Flow) ->
     Message.objects.filter(pk=message.pk, status=Message.Status.RUNNING).update(**fields)
 
 
+# Sync runs' writes from concurrent requests share transactions (see lib/groupcommit.py).
+sync_writes = GroupCommit("pushflow-sync-writer")
+
+
 def start_sync_run(listener: Listener, flow: Flow, message: Message, data: bytes) -> FlowRun:
     """Store a sync caller's message and its run row in one short transaction, before the flow runs.
 
@@ -216,7 +221,7 @@ def start_sync_run(listener: Listener, flow: Flow, message: Message, data: bytes
         execute_insert(message, store_message)
         execute_insert(run, store_run)
 
-    write_transaction(store)
+    sync_writes.run(store, group=settings.PUSHFLOW_GROUP_COMMIT)
     return run
 
 
@@ -239,7 +244,7 @@ def _finish_sync(flow: Flow, message: Message, run: FlowRun, result: RunResult |
         emit_run_finished(run, result if failure is None else None)
         _wake_next(flow)  # an ordered or capped flow: what waited behind this run may go now
 
-    write_transaction(record)
+    sync_writes.run(record, group=settings.PUSHFLOW_GROUP_COMMIT)
     for name, value in end.items():
         setattr(message, name, value)
 

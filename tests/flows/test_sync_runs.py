@@ -135,3 +135,32 @@ def test_a_repeated_idempotency_key_is_answered_from_the_kept_response_without_a
     assert again.json() == first.json() == {"full": "Doe"}
     assert again["X-Message-Id"] == first["X-Message-Id"] and again["Idempotent-Replayed"] == "true"
     assert FlowRun.objects.count() == 1 and Message.objects.count() == 1
+
+
+def test_concurrent_sync_requests_through_the_group_writer_each_get_their_own_answer(user, sync_flow, settings):
+    import threading
+
+    from django.db import close_old_connections
+    from django.test import Client
+
+    settings.PUSHFLOW_GROUP_COMMIT = True
+    answers = {}
+
+    def caller(i):
+        try:
+            response = push(Client(), user, {"name": {"family": f"F{i}"}})
+            answers[i] = (response.status_code, response.json(), response["X-Message-Id"])
+        finally:
+            close_old_connections()
+
+    threads = [threading.Thread(target=caller, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert sorted(answers) == list(range(6))
+    for i, (status, body, message_id) in answers.items():
+        assert (status, body) == (200, {"full": f"F{i}"})
+        message = Message.objects.get(pk=message_id)
+        assert (message.status, json.loads(bytes(message.response_body))) == ("succeeded", {"full": f"F{i}"})
+        assert message.runs.get().status == "succeeded"
