@@ -22,7 +22,7 @@ from django.db.models.fields import AutoFieldMixin
 
 T = TypeVar("T")
 SHORT_BUSY_MS = 2
-_turn = threading.Lock()  # this process's writers, one at a time
+_turn = threading.RLock()  # this process's writers, one at a time (re-entered by an on_commit hook that writes)
 
 
 def write_transaction(action: Callable[[], T]) -> T:
