@@ -13,8 +13,10 @@ from django.utils import timezone
 
 from connections.transports import TransportError
 from events.services import emit_run_finished, run_transaction, wants_output
+from lib.dbwrites import execute_insert, execute_statements, insert_statement, update_statement
+from lib.groupcommit import GroupCommit
 from listeners.dispatch import PUBLISH_BATCH, publish_many
-from listeners.models import Message
+from listeners.models import Listener, Message
 
 from .engine import RunFailure, RunResult, execute
 from .models import Flow, FlowRun
@@ -98,6 +100,14 @@ def start_run(flow: Flow, message: Message | None, trigger: str = "event") -> Fl
 
 
 def finish_run(run: FlowRun, result: RunResult | None, failure: RunFailure | None) -> None:
+    run.save(update_fields=end_run(run, result, failure))
+    # Subscribers and pull queues hear of it when this transaction commits (one cached look when there are none).
+    emit_run_finished(run, result if failure is None else None)
+
+
+def end_run(run: FlowRun, result: RunResult | None, failure: RunFailure | None) -> list[str]:
+    """Set the run's end (status, counts, log, error) on the instance; the names of the fields it set.
+    A failed run keeps the counts and bytes its last progress save wrote."""
     run.finished_at = timezone.now()
     ending = ["status", "finished_at", "log", "error"]
     if failure is None:
@@ -108,13 +118,10 @@ def finish_run(run: FlowRun, result: RunResult | None, failure: RunFailure | Non
         run.log = result.log
         ending += ["records_in", "records_out", "records_rejected", "bytes_read"]
     else:
-        # A failed run keeps the counts and bytes its last progress save wrote.
         run.status = FlowRun.Status.FAILED
         run.error = failure.reason
         run.log = [*(result.log if result else []), f"failed: {failure.reason}"]
-    run.save(update_fields=ending)
-    # Subscribers and pull queues hear of it when this transaction commits (one cached look when there are none).
-    emit_run_finished(run, result if failure is None else None)
+    return ending
 
 
 def message_metadata(message: Message) -> dict:
@@ -129,16 +136,20 @@ def _execute_run(flow: Flow, message: Message, keep_output: bool = True) -> tupl
     """Start a run row and execute the flow on the message's body; the caller records the end.
     `keep_output`: the caller answers with the output (sync); an async run drops it once delivered."""
     run = start_run(flow, message)
+    return (run, *_execute(flow, message, run, keep_output))
+
+
+def _execute(flow: Flow, message: Message, run: FlowRun, keep_output: bool) -> tuple[RunResult | None, RunFailure | None]:
     try:
         with message.open_body() as body:  # a large body streams from its file
-            return run, execute(flow, body, message_id=str(message.pk), run_id=run.pk,
-                                message_meta=message_metadata(message), keep_output=keep_output,
-                                progress=RunProgress(run.pk, body)), None
+            return execute(flow, body, message_id=str(message.pk), run_id=run.pk,
+                           message_meta=message_metadata(message), keep_output=keep_output,
+                           progress=RunProgress(run.pk, body)), None
     except RunFailure as exc:
-        return run, None, exc
+        return None, exc
     except Exception as exc:  # a bug in the engine must still end the run, not leave it running
         log.exception("flow %s crashed on message %s", flow.pk, message.pk)
-        return run, None, RunFailure(f"internal error: {exc.__class__.__name__}", bad_data=False)
+        return None, RunFailure(f"internal error: {exc.__class__.__name__}", bad_data=False)
 
 
 def run_message(message_id) -> FlowRun | None:
@@ -189,46 +200,85 @@ def _finish_message(message: Message, failure: RunFailure | None, flow: Flow) ->
     Message.objects.filter(pk=message.pk, status=Message.Status.RUNNING).update(**fields)
 
 
+# Sync runs' writes from concurrent requests share transactions (see lib/groupcommit.py).
+sync_writes = GroupCommit("pushflow-sync-writer")
+
+
+def start_sync_run(listener: Listener, flow: Flow, message: Message, data: bytes) -> FlowRun:
+    """Store a sync caller's message and its run row in one short transaction, before the flow runs.
+
+    Nobody can see the message before this commits, so it is stored already claimed by
+    this request (running, first attempt) instead of stored and then claimed with an
+    UPDATE. Like a claimed async message it counts against its flow's concurrency cap and
+    holds a FIFO flow's queue while it runs; a worker lost mid-run leaves it to the sweeper.
+    The statements are built before the transaction, which only executes them."""
+    message.listener = listener
+    message.owner_id = listener.owner_id
+    message.flow = flow
+    message.store_body(data)
+    message.status, message.claimed_at, message.attempts = Message.Status.RUNNING, timezone.now(), 1
+    run = FlowRun(flow=flow, message=message, trigger="event", attempt=1, bytes_read=message.size)
+    store_message, store_run = insert_statement(message), insert_statement(run)
+
+    def store() -> None:
+        execute_insert(message, store_message)
+        execute_insert(run, store_run)
+
+    sync_writes.run(store, group=settings.PUSHFLOW_GROUP_COMMIT)
+    return run
+
+
+def _finish_sync(flow: Flow, message: Message, run: FlowRun, result: RunResult | None,
+                 failure: RunFailure | None) -> None:
+    """Record a sync run's end and its message's answer (kept for idempotent replays) in one transaction."""
+    fields = end_run(run, result, failure)
+    end = {"finished_at": run.finished_at}
+    if failure is None:
+        end.update(status=Message.Status.SUCCEEDED, response_status=200,
+                   response_content_type=result.content_type, response_body=result.output)
+    else:
+        end.update(status=Message.Status.FAILED, error=failure.reason, response_status=422 if failure.bad_data else 500)
+    statements = (update_statement(FlowRun, run.pk, {name: getattr(run, name) for name in fields}),
+                  update_statement(Message, message.pk, end))
+
+    def record() -> None:
+        with run_transaction():  # a kept output file is moved into place on commit, deleted if this fails
+            execute_statements(*statements)
+            # Inside the transaction, as finish_run does: deliveries and kept outputs commit with the run.
+            emit_run_finished(run, result if failure is None else None)
+            _wake_next(flow)  # an ordered or capped flow: what waited behind this run may go now
+
+    sync_writes.run(record, group=settings.PUSHFLOW_GROUP_COMMIT)
+    for name, value in end.items():
+        setattr(message, name, value)
+
+
 _sync_pool = ThreadPoolExecutor(max_workers=32, thread_name_prefix="sync-flow")
 
 
-def _run_sync_in_thread(flow_id: int, message_id) -> tuple[FlowRun, RunResult | None, RunFailure | None]:
+def _run_sync_in_thread(flow: Flow, message: Message, run: FlowRun) -> tuple[RunResult | None, RunFailure | None]:
     # Pool threads live long: keep each one's connection between runs (CONN_MAX_AGE), drop broken ones.
     close_old_connections()
     try:
-        flow = Flow.objects.select_related("source_format", "destination_format", "destination_connection").get(pk=flow_id)
-        message = Message.objects.get(pk=message_id)
-        run, result, failure = _execute_run(flow, message)
-        with run_transaction():
-            finish_run(run, result, failure)
-            fields = {"finished_at": timezone.now()}
-            if failure is None:
-                fields.update(status=Message.Status.SUCCEEDED, response_status=200,
-                              response_content_type=result.content_type, response_body=result.output)
-            else:
-                fields.update(status=Message.Status.FAILED, error=failure.reason,
-                              response_status=422 if failure.bad_data else 500)
-            Message.objects.filter(pk=message_id).update(**fields)
-        return run, result, failure
+        result, failure = _execute(flow, message, run, keep_output=True)
+        _finish_sync(flow, message, run, result, failure)
+        return result, failure
     finally:
         close_old_connections()
 
 
-def run_sync(flow: Flow, message: Message, timeout: float) -> tuple[RunResult | None, RunFailure | None]:
-    """Run `flow` on a stored message inline for a sync caller, bounded by `timeout` seconds.
+def run_sync(flow: Flow, message: Message, run: FlowRun, timeout: float) -> tuple[RunResult | None, RunFailure | None]:
+    """Run `flow` inline for a sync caller on a message stored by `start_sync_run` with its `run`,
+    bounded by `timeout` seconds. The rows in hand are used as they are, not read again.
 
     Past the timeout the caller gets a RunFailure marked `timed_out`; the run goes
     on and is recorded when it ends.
     """
-    Message.objects.filter(pk=message.pk).update(
-        status=Message.Status.RUNNING, claimed_at=timezone.now(), attempts=F("attempts") + 1
-    )
-    future = _sync_pool.submit(_run_sync_in_thread, flow.pk, message.pk)
+    future = _sync_pool.submit(_run_sync_in_thread, flow, message, run)
     try:
-        _, result, failure = future.result(timeout=timeout)
+        return future.result(timeout=timeout)
     except FutureTimeout:
         return None, RunFailure(f"the flow did not finish within {timeout:g} s", bad_data=False, timed_out=True)
-    return result, failure
 
 
 class TimedRunRefused(Exception):

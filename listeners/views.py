@@ -20,6 +20,7 @@ from django.http import HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from accounts.authentication import user_from_authorization
+from flows.services import run_sync, start_sync_run
 from formats.codecs import CodecError
 
 from .body import BodyError, decode_content_encoding, read_body
@@ -231,12 +232,17 @@ def _ingest(request, listener: Listener, message: Message) -> HttpResponse:
         return fault_response(503, "the message store is unavailable; retry later", headers={"Retry-After": "5"})
 
     sync = listener.mode == Listener.Mode.SYNC
+    flow = _enabled_flow(listener) if sync else None
+    run = None
     try:
         first = first_with_key(listener, message.idempotency_key) or (
             None if message.idempotency_key else first_with_same_body(listener, data))
         if first is not None:
             return _replay(request, listener, first)
-        accept_message(listener, message, data, queue=not sync)
+        if flow is not None:
+            run = start_sync_run(listener, flow, message, data)  # stored with its run, in one transaction
+        else:
+            accept_message(listener, message, data, queue=not sync)
     except IntegrityError:  # the same key accepted by a concurrent request a moment ago
         return _replay(request, listener, first_with_key(listener, message.idempotency_key))
     except (DatabaseError, OSError) as exc:
@@ -244,7 +250,7 @@ def _ingest(request, listener: Listener, message: Message) -> HttpResponse:
         return fault_response(503, "the message store is unavailable; the payload was not kept, retry later",
                               headers={"Retry-After": "5"})
     if sync:
-        return _answer_sync(listener, message)
+        return _answer_sync(listener, flow, message, run)
     return _accepted(request, message)
 
 
@@ -291,13 +297,21 @@ def _replay(request, listener: Listener, first: Message) -> HttpResponse:
     return response
 
 
-def _answer_sync(listener: Listener, message: Message) -> HttpResponse:
-    from flows.services import run_sync
-
+def _enabled_flow(listener: Listener):
     flow = getattr(listener, "flow", None)
-    if flow is None or not flow.enabled:
+    return flow if flow is not None and flow.enabled else None
+
+
+def _answer_sync(listener: Listener, flow, message: Message, run) -> HttpResponse:
+    """Run the flow on the stored message and answer with its output or a fault."""
+    if run is None:
         return fault_response(500, "this listener has no enabled flow", message.pk, listener)
-    result, failure = run_sync(flow, message, listener.timeout_seconds)
+    try:
+        result, failure = run_sync(flow, message, run, listener.timeout_seconds)
+    except DatabaseError:  # the run's end could not be recorded; the sweeper runs the message again
+        log.warning("could not record a sync run on /listen/%s", listener.path)
+        return fault_response(503, "the message store is unavailable; the run could not be recorded", message.pk,
+                              listener, {"Retry-After": "5"})
     if failure is not None:
         status = 504 if failure.timed_out else (422 if failure.bad_data else 500)
         return fault_response(status, failure.reason, message.pk, listener)

@@ -1,0 +1,117 @@
+"""Short write transactions that wait for SQLite's write lock in short polls.
+
+SQLite's own busy handler sleeps longer and longer (up to 100 ms a try) while another
+connection holds the write lock, so a writer kept sleeping long after the lock was
+free: that was most of the sync round trip's p99 on the embedded default. Here the
+lock is asked for with a 2 ms busy timeout and the transaction is tried again, for as
+long as the connection's configured timeout allows. Within a process the writers take
+turns on a plain lock first: SQLite has one writer at a time anyway, and a dozen threads
+polling at once kept the one holding the lock from the GIL it needed to finish (a
+measured collapse to a few requests a second). Other databases queue writers on their
+own row locks: the transaction runs once, as with `transaction.atomic`.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, OperationalError, connection, connections, models, transaction
+from django.db.models.fields import AutoFieldMixin
+
+T = TypeVar("T")
+SHORT_BUSY_MS = 2
+_turn = threading.RLock()  # this process's writers, one at a time (re-entered by an on_commit hook that writes)
+
+
+def write_transaction(action: Callable[[], T]) -> T:
+    """`action()` in one transaction, its result returned; retried whole while SQLite says locked.
+
+    Inside a transaction the caller already holds (tests, services writing several rows
+    together) it runs once as a savepoint: the lock is the caller's to wait for."""
+    if connection.vendor != "sqlite" or connection.in_atomic_block:
+        with transaction.atomic():
+            return action()
+    timeout = float(connection.settings_dict.get("OPTIONS", {}).get("timeout", 30))
+    deadline = time.monotonic() + timeout
+    _set_busy_timeout(SHORT_BUSY_MS)  # outside the turn: each statement there is a wait for the GIL
+    try:
+        if not _turn.acquire(timeout=timeout):
+            raise OperationalError("database is locked: this process's other writers held it past the timeout")
+        try:
+            while True:
+                try:
+                    with transaction.atomic():
+                        return action()
+                except OperationalError as exc:
+                    if "locked" not in str(exc) or time.monotonic() > deadline:
+                        raise
+        finally:
+            _turn.release()
+    finally:
+        try:
+            _set_busy_timeout(int(timeout * 1000))  # the connection serves other callers after this
+        except DatabaseError:
+            connection.close()  # a broken connection: the next use opens a fresh one with the configured wait
+
+
+def _set_busy_timeout(ms: int) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute(f"PRAGMA busy_timeout={int(ms)}")
+
+
+# --- statements built before the transaction ------------------------------------------------------------
+# The ORM compiles an INSERT or UPDATE anew on every save: on the sync path that cost more than the
+# database itself, and it ran while the write lock was held. These build the same SQL and values
+# (each field's pre_save and database preparation) beforehand; the transaction only executes them.
+
+
+def insert_statement(instance: models.Model) -> tuple[str, list]:
+    """(sql, params) inserting this unsaved instance; an auto primary key is left to the database."""
+    db = connections[DEFAULT_DB_ALIAS]
+    fields = _insert_fields(type(instance))
+    quote = db.ops.quote_name
+    sql = (f"INSERT INTO {quote(instance._meta.db_table)} ({', '.join(quote(f.column) for f in fields)}) "
+           f"VALUES ({', '.join(['%s'] * len(fields))})")
+    return sql, [f.get_db_prep_save(f.pre_save(instance, True), db) for f in fields]
+
+
+def execute_insert(instance: models.Model, statement: tuple[str, list]) -> None:
+    """Run an `insert_statement` of `instance`; the instance then has its primary key and counts as saved."""
+    db = connections[DEFAULT_DB_ALIAS]
+    sql, params = statement
+    auto = instance._meta.pk if isinstance(instance._meta.pk, AutoFieldMixin) else None
+    with db.cursor() as cursor:
+        if auto is not None and db.features.can_return_columns_from_insert:
+            cursor.execute(f"{sql} RETURNING {db.ops.quote_name(auto.column)}", params)
+            instance.pk = cursor.fetchone()[0]
+        else:
+            cursor.execute(sql, params)
+            if auto is not None:
+                instance.pk = cursor.lastrowid
+    instance._state.adding = False
+    instance._state.db = db.alias
+
+
+def update_statement(model: type[models.Model], pk, values: dict) -> tuple[str, list]:
+    """(sql, params) setting `values` (field name -> plain value) on the row with primary key `pk`."""
+    db = connections[DEFAULT_DB_ALIAS]
+    quote = db.ops.quote_name
+    fields = [model._meta.get_field(name) for name in values]
+    sql = (f"UPDATE {quote(model._meta.db_table)} SET {', '.join(f'{quote(f.column)} = %s' for f in fields)} "
+           f"WHERE {quote(model._meta.pk.column)} = %s")
+    params = [f.get_db_prep_save(values[f.name], db) for f in fields]
+    return sql, [*params, model._meta.pk.get_db_prep_save(pk, db)]
+
+
+def execute_statements(*statements: tuple[str, list]) -> None:
+    with connections[DEFAULT_DB_ALIAS].cursor() as cursor:
+        for sql, params in statements:
+            cursor.execute(sql, params)
+
+
+def _insert_fields(model: type[models.Model]) -> list:
+    pk = model._meta.pk
+    skip_pk = isinstance(pk, AutoFieldMixin)
+    return [f for f in model._meta.concrete_fields if not (skip_pk and f is pk)]

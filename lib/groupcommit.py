@@ -1,0 +1,122 @@
+"""Group commit for short write transactions: concurrent callers' writes in one transaction.
+
+Under load every sync request wrote two small transactions of its own. Each took the
+database's write lock, and the thread holding it waited for the GIL at every statement
+while the process's other threads ran flows: a convoy, with waits of 100-200 ms for the
+lock at 8 connections on the embedded default. Here callers hand their writes (a
+callable) to one writer thread per process and wait; the writer runs everything
+waiting in one transaction with one commit (see `lib.dbwrites.write_transaction`). A
+caller returns only once its writes are committed and sees its own error: a batch that
+fails is run again job by job, so one caller's duplicate key fails only that caller.
+
+Inside a transaction the caller holds (tests), or with grouping off, the writes run on
+the caller's own connection: the writer's connection could not see that transaction.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+from collections.abc import Callable
+from typing import TypeVar
+
+from django.db import close_old_connections, connection
+
+from .dbwrites import write_transaction
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+MAX_BATCH = 100
+
+
+class _Job:
+    __slots__ = ("action", "done", "result", "error")
+
+    def __init__(self, action: Callable):
+        self.action = action
+        self.done = threading.Event()
+        self.result = None
+        self.error: BaseException | None = None
+
+
+class GroupCommit:
+    """One writer thread per process; `run` blocks until the action's writes are committed or fail."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self._queue: queue.SimpleQueue[_Job] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._pid = 0
+
+    def run(self, action: Callable[[], T], group: bool = True) -> T:
+        """`action()` committed (grouped with other callers' actions when `group`); its result."""
+        if not group or connection.in_atomic_block:
+            return write_transaction(action)
+        job = _Job(action)
+        self._ensure_thread()
+        self._queue.put(job)
+        # The writer never drops a job, but if its thread died (it should not) the job runs here.
+        while not job.done.wait(1.0):
+            if not self._alive():
+                self._run_alone(job)
+        if job.error is not None:
+            raise job.error
+        return job.result
+
+    def _alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive() and self._pid == os.getpid()
+
+    def _ensure_thread(self) -> None:
+        if self._alive():
+            return
+        with self._lock:
+            if not self._alive():  # first use, or a forked child that inherited no thread
+                self._pid = os.getpid()
+                self._thread = threading.Thread(target=self._loop, name=self.name, daemon=True)
+                self._thread.start()
+
+    def _loop(self) -> None:
+        while True:
+            batch = [self._queue.get()]
+            while len(batch) < MAX_BATCH:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            try:
+                close_old_connections()  # a broken connection is dropped before the batch
+                self._write(batch)
+                close_old_connections()  # honours CONN_MAX_AGE, as the end of a request does
+            except BaseException as exc:  # noqa: BLE001 — every waiting caller must hear of it
+                log.warning("%s failed a batch of %d: %s", self.name, len(batch), exc.__class__.__name__)
+                for job in batch:
+                    if not job.done.is_set():
+                        job.error = exc
+                        job.done.set()
+
+    def _write(self, batch: list[_Job]) -> None:
+        if len(batch) > 1:
+            try:
+                results = write_transaction(lambda: [job.action() for job in batch])
+            except Exception:  # one job's error rolled back all: each job alone finds whose it was
+                if not connection.is_usable():
+                    connection.close()
+            else:
+                for job, result in zip(batch, results, strict=True):
+                    job.result = result
+                    job.done.set()
+                return
+        for job in batch:
+            self._run_alone(job)
+
+    @staticmethod
+    def _run_alone(job: _Job) -> None:
+        try:
+            job.result = write_transaction(job.action)
+        except Exception as exc:  # the caller's to handle (a duplicate key, the store down)
+            job.error = exc
+            if not connection.is_usable():
+                connection.close()
+        job.done.set()

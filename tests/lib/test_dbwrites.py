@@ -1,0 +1,90 @@
+"""lib.dbwrites.write_transaction: SQLite's write lock waited for in short polls, the connection left as it was."""
+import sqlite3
+import threading
+import time
+
+import pytest
+from django.db import OperationalError, connection
+
+from lib.dbwrites import write_transaction
+from listeners.models import Listener
+
+pytestmark = pytest.mark.django_db(transaction=True)
+sqlite_only = pytest.mark.skipif(connection.vendor != "sqlite", reason="SQLite's write lock and busy handler")
+
+
+def busy_timeout() -> int:
+    with connection.cursor() as cursor:
+        cursor.execute("PRAGMA busy_timeout")
+        return cursor.fetchone()[0]
+
+
+def hold_write_lock(seconds: float) -> threading.Thread:
+    """Another connection takes the write lock now and keeps it for `seconds`."""
+    other = sqlite3.connect(connection.settings_dict["NAME"], isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")
+
+    def release():
+        time.sleep(seconds)
+        other.execute("ROLLBACK")
+        other.close()
+
+    thread = threading.Thread(target=release)
+    thread.start()
+    return thread
+
+
+@sqlite_only
+def test_it_waits_out_another_writer_and_commits_soon_after_the_lock_is_free(user):
+    configured = busy_timeout()
+    holder = hold_write_lock(0.4)
+    started = time.monotonic()
+    created = write_transaction(lambda: Listener.objects.create(owner=user, name="a", path="a"))
+    waited = time.monotonic() - started
+    holder.join()
+    assert Listener.objects.filter(pk=created.pk).exists()
+    assert 0.35 < waited < 0.4 + 0.1  # SQLite's own handler sleeps up to 100 ms a try, past the release
+    assert busy_timeout() == configured == 30000
+
+
+@sqlite_only
+def test_past_the_connections_timeout_it_gives_up_and_leaves_nothing_written(user, monkeypatch):
+    monkeypatch.setitem(connection.settings_dict, "OPTIONS", {**connection.settings_dict["OPTIONS"], "timeout": 0.2})
+    holder = hold_write_lock(0.6)
+    try:
+        with pytest.raises(OperationalError, match="locked"):
+            write_transaction(lambda: Listener.objects.create(owner=user, name="b", path="b"))
+    finally:
+        holder.join()
+    assert not Listener.objects.filter(path="b").exists()
+    assert busy_timeout() == 200
+
+
+@sqlite_only
+def test_inside_the_callers_transaction_it_runs_once_as_part_of_it(user):
+    from django.db import transaction
+
+    with transaction.atomic():
+        write_transaction(lambda: Listener.objects.create(owner=user, name="c", path="c"))
+        assert busy_timeout() == 30000  # untouched: the caller holds the lock already
+    assert Listener.objects.filter(path="c").exists()
+
+
+def test_prebuilt_statements_write_what_the_orm_would(user):
+    from lib.dbwrites import execute_insert, execute_statements, insert_statement, update_statement
+    from listeners.models import Message
+
+    listener = Listener(owner=user, name="d", path="d", methods=["POST", "PUT"], ip_allowlist=["10.0.0.0/8"])
+    execute_insert(listener, insert_statement(listener))  # an auto primary key, read back
+    assert listener.pk and not listener._state.adding
+    message = Message.fresh(method="POST", path="/listen/d", headers={"X-A": "1"}, content_type="application/json")
+    message.listener, message.owner_id = listener, user.pk
+    message.store_body(b'{"a": 1}')
+    write_transaction(lambda: execute_insert(message, insert_statement(message)))  # a UUID primary key
+    execute_statements(update_statement(Message, message.pk, {"status": "succeeded", "response_body": b"\x00\x01",
+                                                              "headers": {"X-B": "2"}}))
+    stored = Message.objects.get(pk=message.pk)
+    assert Listener.objects.get(pk=listener.pk).methods == ["POST", "PUT"]
+    assert (stored.listener_id, stored.read_body(), stored.status) == (listener.pk, b'{"a": 1}', "succeeded")
+    assert bytes(stored.response_body) == b"\x00\x01" and stored.headers == {"X-B": "2"}
+    assert stored.received_at == message.received_at and stored.sha256 == message.sha256
