@@ -51,13 +51,18 @@ def notify_dispatchers(cursor) -> None:
 def claim_undispatched(limit: int = CLAIM_LIMIT) -> list[str]:
     """Ids of accepted messages no worker was told of yet, oldest first, now marked enqueued."""
     now = timezone.now()
-    with transaction.atomic():
-        due = (Message.objects.filter(status=Message.Status.QUEUED, enqueued_at__isnull=True)
-               .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
-               .order_by("received_at").values_list("pk", flat=True))
-        if connection.features.has_select_for_update_skip_locked:
-            due = due.select_for_update(skip_locked=True)
+    due = (Message.objects.filter(status=Message.Status.QUEUED, enqueued_at__isnull=True)
+           .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
+           .order_by("received_at").values_list("pk", flat=True))
+    if not connection.features.has_select_for_update_skip_locked:
+        # SQLite: look without the write lock first. Every commit (a worker's, a sync run's) wakes
+        # the dispatcher, and taking the lock each time to find nothing held up those writers.
         ids = list(due[:limit])
+        if ids:
+            Message.objects.filter(pk__in=ids, enqueued_at__isnull=True).update(enqueued_at=now)
+        return [str(pk) for pk in ids]
+    with transaction.atomic():
+        ids = list(due.select_for_update(skip_locked=True)[:limit])
         if ids:
             Message.objects.filter(pk__in=ids, enqueued_at__isnull=True).update(enqueued_at=now)
     return [str(pk) for pk in ids]
