@@ -179,7 +179,16 @@ def insert_messages(messages: list[Message]) -> None:
     prepare = [_value_reader(f, db) for f in fields]
     rows = [[read(m) for read in prepare] for m in messages]
     with db.cursor() as cursor:
-        cursor.executemany(sql, rows)
+        if db.vendor == "postgresql":
+            # COPY: the rows go in one stream, adapted by psycopg's C code; executemany sent each row
+            # as its own statement, each parameter composed in Python (a tenth of the web's CPU).
+            columns = ", ".join(quote(f.column) for f in fields)
+            with db.wrap_database_errors, cursor.cursor.copy(
+                    f"COPY {quote(Message._meta.db_table)} ({columns}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+        else:
+            cursor.executemany(sql, rows)
         if any(m.status == Message.Status.QUEUED for m in messages):
             notify_dispatchers(cursor)
     for message in messages:
