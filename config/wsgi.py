@@ -14,9 +14,9 @@ instead of 5 ms: a thread woken by its commit (ingest, sync runs) no longer wait
 a busy one (sync round trip p99 46 -> 34 ms in bench/sync_roundtrip.py).
 """
 import gc
-import sys
 import logging
 import os
+import sys
 
 from django.core.exceptions import SuspiciousOperation
 from django.core.handlers.wsgi import WSGIRequest
