@@ -26,12 +26,13 @@ lint: $(VENV)/.installed-dev
 	$(PY) manage.py check
 	$(PY) manage.py makemigrations --check --dry-run
 
-# Every tier: unit and API tests on SQLite, the same suite on PostgreSQL, and the
-# end-to-end tests that start real servers and Celery workers (SQLite + embedded
-# broker, PostgreSQL + Redis).
+# Every tier: unit and API tests on SQLite, the same suite on PostgreSQL (less the
+# end-to-end tests, which choose their own databases, and the API fuzzing, which does not
+# depend on the database), and the end-to-end tests that start real servers and Celery
+# workers (SQLite + embedded broker, PostgreSQL + Redis).
 test: $(VENV)/.installed-dev lint
-	$(VENV)/bin/pytest -q
-	PUSHFLOW_TEST_DATABASE=postgres $(VENV)/bin/pytest -q -m "not e2e"
+	$(VENV)/bin/pytest -q --durations=15
+	PUSHFLOW_TEST_DATABASE=postgres $(VENV)/bin/pytest -q --durations=10 -m "not e2e and not fuzz"
 
 test-fast: $(VENV)/.installed-dev
 	$(VENV)/bin/pytest -q -m "not e2e"

@@ -7,6 +7,9 @@ from hypothesis import HealthCheck, settings
 
 from config.wsgi import application
 
+# Request validation does not depend on the database: this runs in the SQLite tier only (see Makefile).
+pytestmark = pytest.mark.fuzz
+
 schema = schemathesis.openapi.from_wsgi("/api/v1/schema?format=json", application).include(
     path_regex=r"^/api/v1/(subscriptions|queues|outputs)/")
 
