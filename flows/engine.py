@@ -291,12 +291,18 @@ def _map_and_write(flow: Flow, mapping: CompiledMapping, data, message_meta: dic
             for _ in records:
                 pass
     _finish(result, mapping, flow.source_format)
+    _check_streamed(result, write_error, destination)
+    return result
+
+
+def _check_streamed(result: RunResult, write_error: CodecError | None, destination) -> None:
+    """A streamed run's failures, in the order they have when every record is mapped first:
+    every record rejected (bad data), then a write error."""
     if result.rejected and not result.records_out and not result.filtered:
         first = result.rejected[0]
         raise RunFailure(f"every record was rejected; record {first['index'] + 1}: {first['reason']}", bad_data=True)
     if write_error is not None:
         raise RunFailure(f"cannot write the output as {destination.kind}: {write_error}", bad_data=False)
-    return result
 
 
 def _map_write_and_store(flow: Flow, mapping: CompiledMapping, data, message_meta: dict | None, destination,
@@ -329,12 +335,7 @@ def _map_write_and_store(flow: Flow, mapping: CompiledMapping, data, message_met
                 for _ in chunked:
                     pass
             _finish(result, mapping, flow.source_format)
-            if result.rejected and not result.records_out and not result.filtered:
-                first = result.rejected[0]
-                raise RunFailure(f"every record was rejected; record {first['index'] + 1}: {first['reason']}",
-                                 bad_data=True)
-            if write_error is not None:
-                raise RunFailure(f"cannot write the output as {destination.kind}: {write_error}", bad_data=False)
+            _check_streamed(result, write_error, destination)
             if delivery_error:
                 raise delivery_error[0]
         except BaseException as failure:
