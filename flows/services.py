@@ -19,6 +19,7 @@ from listeners.dispatch import PUBLISH_BATCH, publish_many
 from listeners.models import Listener, Message
 
 from .engine import RunFailure, RunResult, execute
+from .leases import leases
 from .models import Flow, FlowRun
 from .progress import RunProgress
 
@@ -141,7 +142,7 @@ def _execute_run(flow: Flow, message: Message, keep_output: bool = True) -> tupl
 
 def _execute(flow: Flow, message: Message, run: FlowRun, keep_output: bool) -> tuple[RunResult | None, RunFailure | None]:
     try:
-        with message.open_body() as body:  # a large body streams from its file
+        with leases.held(message.pk), message.open_body() as body:  # a large body streams from its file
             return execute(flow, body, message_id=str(message.pk), run_id=run.pk,
                            message_meta=message_metadata(message), keep_output=keep_output,
                            progress=RunProgress(run.pk, body)), None
@@ -197,7 +198,9 @@ def _finish_message(message: Message, failure: RunFailure | None, flow: Flow) ->
     else:
         tries = f" after {message.attempts} tries" if failure.retryable else ""
         fields = {"status": Message.Status.FAILED, "finished_at": now, "error": f"{failure.reason}{tries}"}
-    Message.objects.filter(pk=message.pk, status=Message.Status.RUNNING).update(**fields)
+    # Only while the claim is still this run's: had the sweeper given the message to another
+    # worker (attempts moved on), that worker's run records the end.
+    Message.objects.filter(pk=message.pk, status=Message.Status.RUNNING, attempts=message.attempts).update(**fields)
 
 
 # Sync runs' writes from concurrent requests share transactions (see lib/groupcommit.py).

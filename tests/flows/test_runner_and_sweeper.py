@@ -1,11 +1,14 @@
 """The runner and the sweeper: claim once, record every run, retry on transport faults,
 re-publish what the broker lost, take back what a lost worker held."""
+import time
 from datetime import timedelta
 
 import pytest
 from django.utils import timezone
 
 from connections.transports import TransportError
+from flows import services as flow_services
+from flows.leases import LeaseKeeper, leases
 from flows.models import FlowRun
 from flows.services import claim_message, run_message
 from listeners import services as listener_services
@@ -123,3 +126,43 @@ def test_a_run_held_by_a_lost_worker_is_taken_back_then_failed_after_the_last_at
     poison.refresh_from_db()
     assert retry.status == "queued" and retry.pk in due
     assert poison.status == "failed" and "too many times" in poison.error
+
+
+def test_a_claim_renewed_by_its_running_process_is_not_taken_back(async_flow, settings):
+    settings.PUSHFLOW_RUN_LEASE_SECONDS = 60
+    message = queued(async_flow)
+    assert claim_message(message.pk)
+    long_ago = timezone.now() - timedelta(minutes=10)
+    with leases.held(message.pk):  # a run going on longer than the lease
+        Message.objects.filter(pk=message.pk).update(claimed_at=long_ago)
+        assert leases.renew() == 1
+        assert message.pk not in requeue_due_messages()
+    message.refresh_from_db()
+    assert message.status == "running" and message.claimed_at > long_ago
+    assert leases.renew() == 0  # once the run ends, nothing of it is held
+
+
+def test_a_run_whose_claim_was_taken_back_does_not_record_its_end(async_flow):
+    message = queued(async_flow)
+    assert claim_message(message.pk)
+    mine = Message.objects.get(pk=message.pk)
+    # Meanwhile the sweeper took the claim for lost and another worker claimed the message again.
+    Message.objects.filter(pk=message.pk).update(attempts=2)
+    flow_services._finish_message(mine, None, async_flow)
+    message.refresh_from_db()
+    assert message.status == "running"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_lease_thread_renews_claims_while_a_run_goes_on(async_flow, settings):
+    settings.PUSHFLOW_RUN_LEASE_SECONDS = 1.0  # renewed every quarter second
+    message = queued(async_flow)
+    assert claim_message(message.pk)
+    long_ago = timezone.now() - timedelta(minutes=10)
+    Message.objects.filter(pk=message.pk).update(claimed_at=long_ago)
+    keeper = LeaseKeeper()
+    with keeper.held(message.pk):
+        deadline = time.monotonic() + 10
+        while Message.objects.get(pk=message.pk).claimed_at == long_ago and time.monotonic() < deadline:
+            time.sleep(0.05)
+    assert Message.objects.get(pk=message.pk).claimed_at > long_ago
