@@ -1,6 +1,8 @@
 """The HTTP transport against a local server: replies, retries, failures with the remote body,
 the outbound guard, secrets kept out of every message, and a flow that answers with the reply."""
 import json
+import ssl
+import subprocess
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -193,3 +195,31 @@ def test_a_spooled_output_is_sent_whole_with_its_length_on_every_try(server):
     assert [call["body"] for call in Recorder.calls] == [body, body]  # the retry read the file again from its start
     assert Recorder.calls[1]["headers"]["Content-Length"] == str(len(body))
     assert "Transfer-Encoding" not in Recorder.calls[1]["headers"]
+
+
+@pytest.fixture
+def tls_server(settings, tmp_path):
+    """The recorder behind TLS with a self-signed certificate (trusted by nobody)."""
+    settings.PUSHFLOW_OUTBOUND_ALLOW = ["127.0.0.1"]
+    Recorder.calls = []
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True)
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield f"https://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def test_https_checks_the_certificate_unless_told_not_to(tls_server):
+    for _ in range(2):  # the second time through the process's shared TLS contexts
+        with pytest.raises(TransportError) as caught:
+            deliver(tls_server + "/json", retries=0)
+        assert "could not connect" in caught.value.reason and not Recorder.calls
+        assert "answered 200" in str(deliver(tls_server + "/json", retries=0, verify_tls=False))
+        assert Recorder.calls.pop()["body"] == b'{"a": 1}'
