@@ -28,26 +28,30 @@ def percentile(values: list[float], p: float) -> float:
     return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]
 
 
-def measure(server, count: int) -> tuple[list[float], list[float]]:
+def measure(server, count: int, warm_up: int = 20) -> tuple[list[float], list[float]]:
+    """Start and finish delays of `count` messages posted one at a time, after `warm_up` more
+    whose delays are not kept: the worker may still be starting when the web answers first."""
     import json
     import urllib.request
 
     body = payload_1kb().encode()
     ids = []
-    for _ in range(count):
+    for _ in range(warm_up + count):
         req = urllib.request.Request(server.base + "/listen/bench", data=body, method="POST",
                                      headers={"Content-Type": "application/json", "Authorization": f"Bearer {server.token}"})
         with urllib.request.urlopen(req, timeout=30) as r:
             ids.append(json.loads(r.read())["message_id"])
         time.sleep(0.05)
     start, finish = [], []
-    for message_id in ids:
+    for position, message_id in enumerate(ids):
         deadline = time.time() + 60
         while True:
             message = server.call("GET", f"/api/v1/messages/{message_id}/")
             if message["status"] in ("succeeded", "failed") or time.time() > deadline:
                 break
             time.sleep(0.1)
+        if position < warm_up:
+            continue
         received = datetime.fromisoformat(message["received_at"])
         run = message["runs"][0]
         start.append((datetime.fromisoformat(run["started_at"]) - received).total_seconds() * 1000)
