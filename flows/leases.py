@@ -34,19 +34,21 @@ class LeaseKeeper:
         self._thread: threading.Thread | None = None
 
     @contextmanager
-    def held(self, message_id):
-        """Keep `message_id`'s claim alive for the duration of the block."""
+    def held(self, *message_ids):
+        """Keep the claims of `message_ids` alive for the duration of the block."""
         with self._lock:
-            self._held[message_id] = self._held.get(message_id, 0) + 1
-            if self._pid != os.getpid() or self._thread is None or not self._thread.is_alive():
+            for message_id in message_ids:
+                self._held[message_id] = self._held.get(message_id, 0) + 1
+            if message_ids and (self._pid != os.getpid() or self._thread is None or not self._thread.is_alive()):
                 self._start()  # first run of this process (or of a forked child: threads do not survive fork)
         try:
             yield
         finally:
             with self._lock:
-                left = self._held.pop(message_id) - 1
-                if left:
-                    self._held[message_id] = left
+                for message_id in message_ids:
+                    left = self._held.pop(message_id) - 1
+                    if left:
+                        self._held[message_id] = left
 
     def holding(self) -> list:
         with self._lock:

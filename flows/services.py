@@ -28,17 +28,26 @@ MAX_RETRY_DELAY = 300
 TIMED_BATCH = 1000
 
 
+def _claim_fields(now) -> dict:
+    return {"status": Message.Status.RUNNING, "claimed_at": now, "attempts": F("attempts") + 1}
+
+
+# Most flows neither order nor cap their runs: for them one conditional UPDATE claims, no flow lookup first.
+UNORDERED = Q(flow__isnull=True) | Q(flow__ordering="none", flow__concurrency=0)
+
+
+def _due(now):
+    return Q(status=Message.Status.QUEUED) & (Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
+
+
 def claim_message(message_id) -> bool:
     """Take a queued message for this worker. False if another delivery already took it, or
     if its flow's ordering or concurrency cap says it must wait (it is then published again
     when the message ahead of it finishes)."""
     now = timezone.now()
-    due = (Message.objects.filter(pk=message_id, status=Message.Status.QUEUED)
-           .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)))
-    claim = {"status": Message.Status.RUNNING, "claimed_at": now, "attempts": F("attempts") + 1}
-    # Most flows neither order nor cap their runs: one conditional UPDATE claims, no flow lookup first.
-    unordered = Q(flow__isnull=True) | Q(flow__ordering="none", flow__concurrency=0)
-    if due.filter(unordered).update(**claim) == 1:
+    due = Message.objects.filter(_due(now), pk=message_id)
+    claim = _claim_fields(now)
+    if due.filter(UNORDERED).update(**claim) == 1:
         return True
     flow = (Flow.objects.filter(messages__pk=message_id).exclude(ordering="none", concurrency=0)
             .only("pk", "ordering", "concurrency").first())
@@ -85,23 +94,29 @@ def _wake_next(flow: Flow) -> None:
         transaction.on_commit(lambda: publish_many(ids))
 
 
+def _flows_for(messages) -> dict:
+    """The flows of `messages` with what a run needs, by primary key, in one query."""
+    ids = {m.flow_id for m in messages if m.flow_id is not None}
+    if not ids:
+        return {}
+    return {flow.pk: flow for flow in Flow.objects.select_related(
+        "source_format", "destination_format", "destination_connection").filter(pk__in=ids)}
+
+
 def _flow_for(message: Message) -> Flow | None:
-    if message.flow_id is None:
-        return None
-    return Flow.objects.select_related(
-        "source_format", "destination_format", "destination_connection"
-    ).filter(pk=message.flow_id).first()
+    return _flows_for([message]).get(message.flow_id)
 
 
 def start_run(flow: Flow, message: Message | None, trigger: str = "event") -> FlowRun:
     """A running run with nothing read yet; the engine's RunProgress fills in the counts as it goes."""
-    return FlowRun.objects.create(
-        flow=flow, message=message, trigger=trigger, attempt=message.attempts if message else 1,
-    )
+    run = FlowRun(flow=flow, message=message, trigger=trigger, attempt=message.attempts if message else 1)
+    execute_insert(run, insert_statement(run))  # the SQL built directly: the ORM's compiling cost more than the insert
+    return run
 
 
 def finish_run(run: FlowRun, result: RunResult | None, failure: RunFailure | None) -> None:
-    run.save(update_fields=end_run(run, result, failure))
+    fields = end_run(run, result, failure)
+    execute_statements(update_statement(FlowRun, run.pk, {name: getattr(run, name) for name in fields}))
     # Subscribers and pull queues hear of it when this transaction commits (one cached look when there are none).
     emit_run_finished(run, result if failure is None else None)
 
@@ -142,7 +157,7 @@ def _execute_run(flow: Flow, message: Message, keep_output: bool = True) -> tupl
 
 def _execute(flow: Flow, message: Message, run: FlowRun, keep_output: bool) -> tuple[RunResult | None, RunFailure | None]:
     try:
-        with leases.held(message.pk), message.open_body() as body:  # a large body streams from its file
+        with message.open_body() as body:  # a large body streams from its file
             return execute(flow, body, message_id=str(message.pk), run_id=run.pk,
                            message_meta=message_metadata(message), keep_output=keep_output,
                            progress=RunProgress(run.pk, body)), None
@@ -158,7 +173,37 @@ def run_message(message_id) -> FlowRun | None:
     if not claim_message(message_id):
         return None
     message = Message.objects.get(pk=message_id)
-    flow = _flow_for(message)
+    with leases.held(message.pk):
+        return _run_claimed(message, _flow_for(message))
+
+
+def run_messages(message_ids: list) -> int:
+    """Run a task's messages one after another; how many ran.
+
+    The messages of flows that neither order nor cap their runs (most) are claimed
+    together, with their rows and flows read in one query each, instead of three
+    statements per message; their claims are kept alive until each has run. The rest
+    (ordered or capped flows, a duplicate delivery) go through `run_message` one by one."""
+    now = timezone.now()
+    claimed = Message.objects.filter(_due(now), UNORDERED, pk__in=message_ids).update(**_claim_fields(now))
+    mine = {}
+    if claimed:
+        mine = {str(m.pk): m for m in Message.objects.filter(pk__in=message_ids, status=Message.Status.RUNNING,
+                                                              claimed_at=now)}
+    flows = _flows_for(mine.values())
+    ran = 0
+    with leases.held(*(m.pk for m in mine.values())):
+        for message_id in message_ids:
+            message = mine.pop(str(message_id), None)
+            if message is not None:
+                ran += _run_claimed(message, flows.get(message.flow_id)) is not None
+            else:
+                ran += run_message(message_id) is not None
+    return ran
+
+
+def _run_claimed(message: Message, flow: Flow | None) -> FlowRun | None:
+    """Run the flow of a message this process has claimed, and record the end."""
     if flow is None or not flow.enabled:
         Message.objects.filter(pk=message.pk).update(
             status=Message.Status.FAILED, finished_at=timezone.now(),
@@ -263,8 +308,9 @@ def _run_sync_in_thread(flow: Flow, message: Message, run: FlowRun) -> tuple[Run
     # Pool threads live long: keep each one's connection between runs (CONN_MAX_AGE), drop broken ones.
     close_old_connections()
     try:
-        result, failure = _execute(flow, message, run, keep_output=True)
-        _finish_sync(flow, message, run, result, failure)
+        with leases.held(message.pk):
+            result, failure = _execute(flow, message, run, keep_output=True)
+            _finish_sync(flow, message, run, result, failure)
         return result, failure
     finally:
         close_old_connections()

@@ -13,9 +13,8 @@ def run_message_task(message_id: str) -> None:
 
 @shared_task(name="flows.run_messages", acks_late=True)
 def run_messages_task(message_ids: list[str]) -> None:
-    """Several messages accepted together (one publish for a burst); each is claimed on its own."""
-    for message_id in message_ids:
-        services.run_message(message_id)
+    """Several messages accepted together (one publish for a burst), run one after another."""
+    services.run_messages(message_ids)
 
 
 @shared_task(name="flows.run_timed_flow")

@@ -9,8 +9,8 @@ from django.utils import timezone
 from connections.transports import TransportError
 from flows import services as flow_services
 from flows.leases import LeaseKeeper, leases
-from flows.models import FlowRun
-from flows.services import claim_message, run_message
+from flows.models import Flow, FlowRun
+from flows.services import claim_message, run_message, run_messages
 from listeners import services as listener_services
 from listeners.models import Message
 from listeners.services import requeue_due_messages, sweep_queued_messages
@@ -166,3 +166,44 @@ def test_the_lease_thread_renews_claims_while_a_run_goes_on(async_flow, settings
         while Message.objects.get(pk=message.pk).claimed_at == long_ago and time.monotonic() < deadline:
             time.sleep(0.05)
     assert Message.objects.get(pk=message.pk).claimed_at > long_ago
+
+
+def test_a_task_of_several_messages_runs_each_once_in_order(async_flow, tmp_path):
+    messages = [queued(async_flow, b'{"id": %d, "name": {"family": "Doe"}}' % i) for i in range(5)]
+    ids = [str(m.pk) for m in messages]
+    assert run_messages(ids) == 5
+    assert run_messages(ids) == 0  # a duplicate delivery of the task
+    runs = list(FlowRun.objects.filter(message__in=messages).order_by("started_at", "pk"))
+    assert [str(r.message_id) for r in runs] == ids
+    assert {r.status for r in runs} == {"succeeded"}
+    assert set(Message.objects.filter(pk__in=ids).values_list("status", "attempts")) == {("succeeded", 1)}
+
+
+def test_a_task_mixing_flows_that_order_their_runs_and_messages_not_due(async_flow):
+    ordered = Flow.objects.get(pk=async_flow.pk)
+    ordered.pk, ordered.listener, ordered.name, ordered.ordering = None, None, "fifo copy", "fifo"
+    ordered.save()
+    first, second = queued(ordered), queued(ordered)
+    plain, later = queued(async_flow), queued(async_flow, next_attempt_at=timezone.now() + timedelta(minutes=5))
+    assert run_messages([str(m.pk) for m in (first, plain, second, later)]) == 3
+    for message in (first, second, plain):
+        message.refresh_from_db()
+        assert message.status == "succeeded"
+    later.refresh_from_db()
+    assert later.status == "queued" and not FlowRun.objects.filter(message=later).exists()
+
+
+def test_the_claims_of_a_task_are_kept_alive_until_each_message_has_run(async_flow, monkeypatch):
+    messages = [queued(async_flow) for _ in range(3)]
+    held_while_running = []
+    real = flow_services._execute_run
+
+    def spy(flow, message, keep_output=True):
+        held_while_running.append(sorted(str(pk) for pk in leases.holding()))
+        return real(flow, message, keep_output)
+
+    monkeypatch.setattr(flow_services, "_execute_run", spy)
+    run_messages([str(m.pk) for m in messages])
+    everyone = sorted(str(m.pk) for m in messages)
+    assert held_while_running == [everyone] * 3  # the later ones are claimed, so they wait under lease too
+    assert leases.holding() == []
