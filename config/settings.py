@@ -165,7 +165,8 @@ PUSHFLOW_LISTENER_CACHE_SECONDS = env_float("PUSHFLOW_LISTENER_CACHE_SECONDS", 1
 PUSHFLOW_SWEEP_SECONDS = env_float("PUSHFLOW_SWEEP_SECONDS", 15.0)
 # A message queued longer than this without being picked up is enqueued again.
 PUSHFLOW_REQUEUE_AFTER_SECONDS = env_float("PUSHFLOW_REQUEUE_AFTER_SECONDS", 30.0)
-# A message claimed by a worker that has not finished by then is taken back.
+# A message claimed by a worker that stopped renewing its claim this long ago is taken back
+# (a live worker renews its claims every quarter of this, however long the run: flows/leases.py).
 PUSHFLOW_RUN_LEASE_SECONDS = env_float("PUSHFLOW_RUN_LEASE_SECONDS", 600.0)
 PUSHFLOW_MAX_ATTEMPTS = env_int("PUSHFLOW_MAX_ATTEMPTS", 5)
 # Days finished messages without a listener (read by timed flows) are kept; 0: forever.
@@ -175,7 +176,6 @@ PUSHFLOW_BODY_READ_TIMEOUT_SECONDS = env_float("PUSHFLOW_BODY_READ_TIMEOUT_SECON
 PUSHFLOW_ENCRYPTION_KEYS = env_list("PUSHFLOW_ENCRYPTION_KEYS") or [
     read_or_create(VAR_DIR / "encryption_key", make=lambda: Fernet.generate_key().decode())
 ]
-PUSHFLOW_OUTBOUND_ALLOW = env_list("PUSHFLOW_OUTBOUND_ALLOW", [])
 PUSHFLOW_PUBLIC_URL = env_str("PUSHFLOW_PUBLIC_URL", "")
 PUSHFLOW_PORT = env_int("PORT", 8000)
 
