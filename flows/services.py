@@ -7,7 +7,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import close_old_connections, transaction
+from django.db import DatabaseError, close_old_connections, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -192,14 +192,26 @@ def run_messages(message_ids: list) -> int:
                                                               claimed_at=now)}
     flows = _flows_for(mine.values())
     ran = 0
-    with leases.held(*(m.pk for m in mine.values())):
-        for message_id in message_ids:
-            message = mine.pop(str(message_id), None)
-            if message is not None:
-                ran += _run_claimed(message, flows.get(message.flow_id)) is not None
-            else:
-                ran += run_message(message_id) is not None
+    try:
+        with leases.held(*(m.pk for m in mine.values())):
+            for message_id in message_ids:
+                message = mine.pop(str(message_id), None)
+                if message is not None:
+                    ran += _run_claimed(message, flows.get(message.flow_id)) is not None
+                else:
+                    ran += run_message(message_id) is not None
+    finally:
+        if mine:  # a run broke off the task: the claims not yet run go back, untried, for another delivery
+            _hand_back(list(mine), now)
     return ran
+
+
+def _hand_back(message_ids: list, claimed_at) -> None:
+    try:
+        Message.objects.filter(pk__in=message_ids, status=Message.Status.RUNNING, claimed_at=claimed_at).update(
+            status=Message.Status.QUEUED, enqueued_at=None, attempts=F("attempts") - 1)
+    except DatabaseError as exc:  # the store is away: their leases lapse and the sweeper queues them
+        log.warning("could not hand back %d claimed messages: %s", len(message_ids), exc.__class__.__name__)
 
 
 def _run_claimed(message: Message, flow: Flow | None) -> FlowRun | None:

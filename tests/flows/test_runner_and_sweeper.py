@@ -207,3 +207,21 @@ def test_the_claims_of_a_task_are_kept_alive_until_each_message_has_run(async_fl
     everyone = sorted(str(m.pk) for m in messages)
     assert held_while_running == [everyone] * 3  # the later ones are claimed, so they wait under lease too
     assert leases.holding() == []
+
+
+def test_when_a_run_breaks_off_its_task_the_messages_not_yet_run_go_back_untried(async_flow, monkeypatch):
+    messages = [queued(async_flow) for _ in range(3)]
+    real = flow_services._run_claimed
+
+    def second_breaks(message, flow):
+        if message.pk == messages[1].pk:
+            raise RuntimeError("the worker's database connection broke")
+        return real(message, flow)
+
+    monkeypatch.setattr(flow_services, "_run_claimed", second_breaks)
+    with pytest.raises(RuntimeError):
+        run_messages([str(m.pk) for m in messages])
+    states = [Message.objects.values_list("status", "attempts", "enqueued_at").get(pk=m.pk) for m in messages]
+    assert states[0][:2] == ("succeeded", 1)
+    assert states[1][:2] == ("running", 1)  # the broken run itself: its lease lapses, as for a lost worker
+    assert states[2] == ("queued", 0, None)  # never started: queued again at once, no attempt counted
