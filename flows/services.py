@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import logging
+import time
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 from django.conf import settings
@@ -182,8 +184,10 @@ def run_messages(message_ids: list) -> int:
 
     The messages of flows that neither order nor cap their runs (most) are claimed
     together, with their rows and flows read in one query each, instead of three
-    statements per message; their claims are kept alive until each has run. The rest
-    (ordered or capped flows, a duplicate delivery) go through `run_message` one by one."""
+    statements per message; their claims are kept alive until each has run. Their ends
+    are recorded together too, in one transaction, as soon as the oldest unrecorded end
+    is ENDS_WAIT_SECONDS old or the task is done. The rest (ordered or capped flows, a
+    duplicate delivery) go through `run_message` one by one."""
     now = timezone.now()
     claimed = Message.objects.filter(_due(now), UNORDERED, pk__in=message_ids).update(**_claim_fields(now))
     mine = {}
@@ -191,15 +195,25 @@ def run_messages(message_ids: list) -> int:
         mine = {str(m.pk): m for m in Message.objects.filter(pk__in=message_ids, status=Message.Status.RUNNING,
                                                               claimed_at=now)}
     flows = _flows_for(mine.values())
+    ends: list[_RunEnd] = []
     ran = 0
     try:
         with leases.held(*(m.pk for m in mine.values())):
-            for message_id in message_ids:
-                message = mine.pop(str(message_id), None)
-                if message is not None:
-                    ran += _run_claimed(message, flows.get(message.flow_id)) is not None
-                else:
-                    ran += run_message(message_id) is not None
+            try:
+                for message_id in message_ids:
+                    message = mine.pop(str(message_id), None)
+                    if message is None:
+                        ran += run_message(message_id) is not None
+                        continue
+                    end = _run_to_end(message, flows.get(message.flow_id))
+                    if end is not None:
+                        ends.append(end)
+                        ran += 1
+                    if ends and time.monotonic() - ends[0].at >= ENDS_WAIT_SECONDS:
+                        _record_ends(ends)
+                        ends = []
+            finally:
+                _record_ends(ends)  # also when a run broke off the task: what ran is recorded
     finally:
         if mine:  # a run broke off the task: the claims not yet run go back, untried, for another delivery
             _hand_back(list(mine), now)
@@ -214,8 +228,24 @@ def _hand_back(message_ids: list, claimed_at) -> None:
         log.warning("could not hand back %d claimed messages: %s", len(message_ids), exc.__class__.__name__)
 
 
-def _run_claimed(message: Message, flow: Flow | None) -> FlowRun | None:
-    """Run the flow of a message this process has claimed, and record the end."""
+# How long a finished run's end may wait to share one commit with the next runs' ends of its task.
+ENDS_WAIT_SECONDS = 0.2
+
+
+@dataclass
+class _RunEnd:
+    """A run that has ended, and what recording its end needs."""
+
+    run: FlowRun
+    result: RunResult | None
+    failure: RunFailure | None
+    message: Message
+    flow: Flow
+    at: float = field(default_factory=time.monotonic)
+
+
+def _run_to_end(message: Message, flow: Flow | None) -> _RunEnd | None:
+    """Run the flow of a message this process has claimed; its end, to be recorded (None: no flow to run)."""
     if flow is None or not flow.enabled:
         Message.objects.filter(pk=message.pk).update(
             status=Message.Status.FAILED, finished_at=timezone.now(),
@@ -224,11 +254,27 @@ def _run_claimed(message: Message, flow: Flow | None) -> FlowRun | None:
         return None
     # An async run drops its output once delivered, unless subscribers or queues take it.
     run, result, failure = _execute_run(flow, message, keep_output=wants_output(flow.pk))
+    return _RunEnd(run, result, failure, message, flow)
+
+
+def _record_ends(ends: list[_RunEnd]) -> None:
+    """The ends of finished runs and their messages, in one transaction."""
+    if not ends:
+        return
     with run_transaction():  # an output kept for subscribers is moved into place only if this commits
-        finish_run(run, result, failure)
-        _finish_message(message, failure, flow)
-        _wake_next(flow)
-    return run
+        for end in ends:
+            finish_run(end.run, end.result, end.failure)
+            _finish_message(end.message, end.failure, end.flow)
+            _wake_next(end.flow)
+
+
+def _run_claimed(message: Message, flow: Flow | None) -> FlowRun | None:
+    """Run the flow of a message this process has claimed, and record the end."""
+    end = _run_to_end(message, flow)
+    if end is None:
+        return None
+    _record_ends([end])
+    return end.run
 
 
 def retry_delay(flow: Flow, attempt: int) -> float | None:
@@ -257,7 +303,8 @@ def _finish_message(message: Message, failure: RunFailure | None, flow: Flow) ->
         fields = {"status": Message.Status.FAILED, "finished_at": now, "error": f"{failure.reason}{tries}"}
     # Only while the claim is still this run's: had the sweeper given the message to another
     # worker (attempts moved on), that worker's run records the end.
-    Message.objects.filter(pk=message.pk, status=Message.Status.RUNNING, attempts=message.attempts).update(**fields)
+    execute_statements(update_statement(Message, message.pk, fields,
+                                        only_if={"status": Message.Status.RUNNING, "attempts": message.attempts}))
 
 
 # Sync runs' writes from concurrent requests share transactions (see lib/groupcommit.py).

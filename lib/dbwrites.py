@@ -94,15 +94,18 @@ def execute_insert(instance: models.Model, statement: tuple[str, list]) -> None:
     instance._state.db = db.alias
 
 
-def update_statement(model: type[models.Model], pk, values: dict) -> tuple[str, list]:
-    """(sql, params) setting `values` (field name -> plain value) on the row with primary key `pk`."""
+def update_statement(model: type[models.Model], pk, values: dict, only_if: dict | None = None) -> tuple[str, list]:
+    """(sql, params) setting `values` (field name -> plain value) on the row with primary key `pk`,
+    and only while its fields still equal `only_if` (field name -> plain value), if given."""
     db = connections[DEFAULT_DB_ALIAS]
     quote = db.ops.quote_name
     fields = [model._meta.get_field(name) for name in values]
+    conditions = [model._meta.pk, *(model._meta.get_field(name) for name in only_if or {})]
     sql = (f"UPDATE {quote(model._meta.db_table)} SET {', '.join(f'{quote(f.column)} = %s' for f in fields)} "
-           f"WHERE {quote(model._meta.pk.column)} = %s")
+           f"WHERE {' AND '.join(f'{quote(f.column)} = %s' for f in conditions)}")
     params = [f.get_db_prep_save(values[f.name], db) for f in fields]
-    return sql, [*params, model._meta.pk.get_db_prep_save(pk, db)]
+    wanted = [pk, *(only_if or {}).values()]
+    return sql, [*params, *(f.get_db_prep_save(value, db) for f, value in zip(conditions, wanted, strict=True))]
 
 
 def execute_statements(*statements: tuple[str, list]) -> None:
