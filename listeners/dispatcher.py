@@ -34,8 +34,13 @@ CHANNEL = "pushflow_queued"
 CLAIM_LIMIT = 500
 # Ids per published task: small enough that a backlog spreads over every worker process
 # (a task's messages run one after another), large enough to spare the broker.
-DISPATCH_BATCH = 10
+DISPATCH_BATCH = 25
 IDLE_WAIT_SECONDS = 1.0  # the longest wait for a wake-up before looking anyway
+# After a round that found messages, the pause before the next look. Under a steady stream every
+# commit woke a round that found one or two rows, each published as its own task: most of the
+# worker's main process and a good part of each run went into that overhead. A message that
+# arrives when nothing has for a while is still dispatched at once.
+BUSY_LINGER_SECONDS = 0.025
 SQLITE_CHECK_SECONDS = 0.005
 BROKER_PAUSE_SECONDS = 3.0
 ERROR_PAUSE_SECONDS = 1.0
@@ -155,6 +160,7 @@ class Dispatcher:
     def __init__(self):
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._found = 0  # messages the last round claimed
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="pushflow-dispatcher", daemon=True)
@@ -175,6 +181,8 @@ class Dispatcher:
                 if pause:
                     self._stop.wait(pause)
                     continue
+                if self._found:
+                    self._stop.wait(BUSY_LINGER_SECONDS)
                 try:
                     waiter.wait(IDLE_WAIT_SECONDS)
                 except Exception as exc:  # noqa: BLE001 — the listening connection broke (database restart)
@@ -192,6 +200,7 @@ class Dispatcher:
         try:
             close_old_connections()
             claimed, published = dispatch_once()
+            self._found = claimed
         except DatabaseError as exc:
             log.warning("dispatcher cannot reach the database (%s); retrying", exc.__class__.__name__)
             if not connection.is_usable():

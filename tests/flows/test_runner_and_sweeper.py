@@ -12,6 +12,7 @@ from flows.leases import LeaseKeeper, leases
 from flows.models import Flow, FlowRun
 from flows.services import claim_message, run_message, run_messages
 from listeners import services as listener_services
+from listeners.dispatcher import DISPATCH_BATCH
 from listeners.models import Message
 from listeners.services import requeue_due_messages, sweep_queued_messages
 
@@ -105,12 +106,12 @@ def test_sweeper_republishes_what_the_broker_lost(async_flow, monkeypatch, setti
 
 
 def test_sweeper_publishes_in_batches_and_stops_at_the_first_failed_publish(async_flow, monkeypatch):
-    for _ in range(25):
+    for _ in range(2 * DISPATCH_BATCH + 5):
         queued(async_flow)
     calls = []
     monkeypatch.setattr(listener_services, "publish_many", lambda ids: calls.append(list(ids)) or len(calls) < 2)
-    assert sweep_queued_messages() == 10  # the first batch went; the second failed, the rest waits
-    assert [len(batch) for batch in calls] == [10, 10]
+    assert sweep_queued_messages() == DISPATCH_BATCH  # the first batch went; the second failed, the rest waits
+    assert [len(batch) for batch in calls] == [DISPATCH_BATCH, DISPATCH_BATCH]
 
 
 def test_a_run_held_by_a_lost_worker_is_taken_back_then_failed_after_the_last_attempt(async_flow, settings):

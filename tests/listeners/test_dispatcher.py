@@ -103,3 +103,25 @@ def test_the_dispatcher_thread_outlives_a_database_error(async_flow, published, 
     finally:
         worker.stop()
         connection.close()
+
+
+def test_while_busy_the_dispatcher_lingers_so_one_task_carries_several_messages(async_flow, published, monkeypatch):
+    monkeypatch.setattr(dispatcher, "BUSY_LINGER_SECONDS", 0.5)
+    worker = dispatcher.start_dispatcher()
+    try:
+        time.sleep(0.3)  # let it reach its wait
+        first = accept(async_flow.listener)
+        deadline = time.monotonic() + 5
+        while not published and time.monotonic() < deadline:
+            time.sleep(0.002)
+        assert published == [first]  # the first after a quiet spell goes at once
+        following = []
+        for _ in range(3):  # three commits, 50 ms apart, while it lingers
+            time.sleep(0.05)
+            following += accept(async_flow.listener)
+        while len(published) < 2 and time.monotonic() < deadline:
+            time.sleep(0.002)
+        assert published == [first, following]  # one task for the three
+    finally:
+        worker.stop()
+        connection.close()
