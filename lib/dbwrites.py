@@ -25,11 +25,13 @@ SHORT_BUSY_MS = 2
 _turn = threading.RLock()  # this process's writers, one at a time (re-entered by an on_commit hook that writes)
 
 
-def write_transaction(action: Callable[[], T]) -> T:
+def write_transaction(action: Callable[[], T], dedicated: bool = False) -> T:
     """`action()` in one transaction, its result returned; retried whole while SQLite says locked.
 
     Inside a transaction the caller already holds (tests, services writing several rows
-    together) it runs once as a savepoint: the lock is the caller's to wait for."""
+    together) it runs once as a savepoint: the lock is the caller's to wait for.
+    `dedicated`: this thread's connection serves nothing but these transactions (a group
+    commit writer), so its short busy timeout stays set instead of being put back each time."""
     if connection.vendor != "sqlite" or connection.in_atomic_block:
         with transaction.atomic():
             return action()
@@ -51,14 +53,22 @@ def write_transaction(action: Callable[[], T]) -> T:
             _turn.release()
     finally:
         try:
-            _set_busy_timeout(int(timeout * 1000))  # the connection serves other callers after this
+            if not dedicated:
+                _set_busy_timeout(int(timeout * 1000))  # the connection serves other callers after this
         except DatabaseError:
             connection.close()  # a broken connection: the next use opens a fresh one with the configured wait
 
 
 def _set_busy_timeout(ms: int) -> None:
+    """Set SQLite's busy timeout on this thread's connection, unless it is set so already."""
+    raw = connection.connection
+    known_raw, known_ms = getattr(connection, "pushflow_busy_timeout", (None, None))
+    if raw is not None and raw is known_raw and ms == known_ms:
+        return
     with connection.cursor() as cursor:
         cursor.execute(f"PRAGMA busy_timeout={int(ms)}")
+    # The very connection it was set on (a reconnect opens a new one, with the configured wait).
+    connection.pushflow_busy_timeout = (connection.connection, ms)
 
 
 # --- statements built before the transaction ------------------------------------------------------------

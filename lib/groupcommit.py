@@ -14,6 +14,7 @@ the caller's own connection: the writer's connection could not see that transact
 """
 from __future__ import annotations
 
+import _thread
 import logging
 import os
 import queue
@@ -30,12 +31,36 @@ T = TypeVar("T")
 MAX_BATCH = 100
 
 
-class _Job:
-    __slots__ = ("action", "done", "result", "error")
+class Completion:
+    """Finished once; its waiter blocks on a bare lock, held from the start and released once.
+
+    A threading.Event wakes its waiter through a Condition written in Python: set once per
+    request, that cost a tenth of the web's CPU under load."""
+
+    __slots__ = ("finished", "_released")
+
+    def __init__(self) -> None:
+        self.finished = False
+        self._released = _thread.allocate_lock()
+        self._released.acquire()
+
+    def finish(self) -> None:
+        if self.finished:
+            return
+        self.finished = True
+        self._released.release()
+
+    def wait(self, timeout: float) -> bool:
+        """True once finished; False after `timeout` seconds without it."""
+        return self.finished or self._released.acquire(timeout=timeout)
+
+
+class _Job(Completion):
+    __slots__ = ("action", "result", "error")
 
     def __init__(self, action: Callable):
+        super().__init__()
         self.action = action
-        self.done = threading.Event()
         self.result = None
         self.error: BaseException | None = None
 
@@ -58,7 +83,7 @@ class GroupCommit:
         self._ensure_thread()
         self._queue.put(job)
         # The writer never drops a job, but if its thread died (it should not) the job runs here.
-        while not job.done.wait(1.0):
+        while not job.wait(1.0):
             if not self._alive():
                 self._run_alone(job)
         if job.error is not None:
@@ -92,31 +117,31 @@ class GroupCommit:
             except BaseException as exc:  # noqa: BLE001 — every waiting caller must hear of it
                 log.warning("%s failed a batch of %d: %s", self.name, len(batch), exc.__class__.__name__)
                 for job in batch:
-                    if not job.done.is_set():
+                    if not job.finished:
                         job.error = exc
-                        job.done.set()
+                        job.finish()
 
     def _write(self, batch: list[_Job]) -> None:
         if len(batch) > 1:
             try:
-                results = write_transaction(lambda: [job.action() for job in batch])
+                results = write_transaction(lambda: [job.action() for job in batch], dedicated=True)
             except Exception:  # one job's error rolled back all: each job alone finds whose it was
                 if not connection.is_usable():
                     connection.close()
             else:
                 for job, result in zip(batch, results, strict=True):
                     job.result = result
-                    job.done.set()
+                    job.finish()
                 return
         for job in batch:
-            self._run_alone(job)
+            self._run_alone(job, dedicated=True)
 
     @staticmethod
-    def _run_alone(job: _Job) -> None:
+    def _run_alone(job: _Job, dedicated: bool = False) -> None:
         try:
-            job.result = write_transaction(job.action)
+            job.result = write_transaction(job.action, dedicated)
         except Exception as exc:  # the caller's to handle (a duplicate key, the store down)
             job.error = exc
             if not connection.is_usable():
                 connection.close()
-        job.done.set()
+        job.finish()

@@ -15,7 +15,6 @@ transaction and might wait on its lock.
 """
 from __future__ import annotations
 
-import _thread
 import logging
 import operator
 import os
@@ -25,6 +24,8 @@ import time
 
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, OperationalError, close_old_connections, connection, connections, models, transaction
 
+from lib.groupcommit import Completion
+
 from .dispatcher import notify_dispatchers
 from .models import Message
 
@@ -32,31 +33,20 @@ log = logging.getLogger(__name__)
 MAX_BATCH = 200
 
 
-class _Pending:
-    """One request's message, and the lock its thread blocks on until the writer is done with it.
+class _Pending(Completion):
+    """One request's message; its thread waits (on the completion's bare lock) until the writer is done with it."""
 
-    A bare lock, held from the start and released once: a threading.Event wakes its waiter
-    through a Condition written in Python, and setting one per row cost a tenth of the web's
-    CPU under load."""
-
-    __slots__ = ("message", "error", "finished", "_released")
+    __slots__ = ("message", "error")
 
     def __init__(self, message: Message):
+        super().__init__()
         self.message = message
         self.error: BaseException | None = None
-        self.finished = False
-        self._released = _thread.allocate_lock()
-        self._released.acquire()
 
     def finish(self, error: BaseException | None = None) -> None:
-        if self.finished:
-            return
-        self.error, self.finished = error, True
-        self._released.release()
-
-    def wait(self, timeout: float) -> bool:
-        """True once finished; False after `timeout` seconds without it."""
-        return self.finished or self._released.acquire(timeout=timeout)
+        if not self.finished:
+            self.error = error
+            super().finish()
 
 
 class GroupWriter:

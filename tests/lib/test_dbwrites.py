@@ -88,3 +88,26 @@ def test_prebuilt_statements_write_what_the_orm_would(user):
     assert (stored.listener_id, stored.read_body(), stored.status) == (listener.pk, b'{"a": 1}', "succeeded")
     assert bytes(stored.response_body) == b"\x00\x01" and stored.headers == {"X-B": "2"}
     assert stored.received_at == message.received_at and stored.sha256 == message.sha256
+
+
+@sqlite_only
+def test_a_dedicated_writer_keeps_its_short_busy_timeout_without_setting_it_again(user):
+    from django.test.utils import CaptureQueriesContext
+
+    write_transaction(lambda: Listener.objects.create(owner=user, name="e", path="e"), dedicated=True)
+    assert busy_timeout() == 2
+    with CaptureQueriesContext(connection) as queries:
+        write_transaction(lambda: Listener.objects.create(owner=user, name="f", path="f"), dedicated=True)
+    assert not [q for q in queries.captured_queries if "busy_timeout" in q["sql"]]
+    write_transaction(lambda: Listener.objects.create(owner=user, name="g", path="g"))  # a shared connection
+    assert busy_timeout() == 30000  # is put back as it was
+
+
+def test_an_update_with_only_if_changes_the_row_only_while_it_still_matches(user):
+    from lib.dbwrites import execute_statements, update_statement
+
+    listener = Listener.objects.create(owner=user, name="h", path="h")
+    execute_statements(update_statement(Listener, listener.pk, {"name": "moved"}, only_if={"path": "elsewhere"}))
+    assert Listener.objects.get(pk=listener.pk).name == "h"
+    execute_statements(update_statement(Listener, listener.pk, {"name": "moved"}, only_if={"path": "h", "owner": user.pk}))
+    assert Listener.objects.get(pk=listener.pk).name == "moved"
