@@ -15,6 +15,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from contextlib import contextmanager
 from typing import TypeVar
 
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, OperationalError, connection, connections, models, transaction
@@ -92,7 +93,7 @@ def execute_insert(instance: models.Model, statement: tuple[str, list]) -> None:
     db = connections[DEFAULT_DB_ALIAS]
     sql, params = statement
     auto = instance._meta.pk if isinstance(instance._meta.pk, AutoFieldMixin) else None
-    with db.cursor() as cursor:
+    with _cursor(db) as cursor:
         if auto is not None and db.features.can_return_columns_from_insert:
             cursor.execute(f"{sql} RETURNING {db.ops.quote_name(auto.column)}", params)
             instance.pk = cursor.fetchone()[0]
@@ -119,9 +120,29 @@ def update_statement(model: type[models.Model], pk, values: dict, only_if: dict 
 
 
 def execute_statements(*statements: tuple[str, list]) -> None:
-    with connections[DEFAULT_DB_ALIAS].cursor() as cursor:
+    with _cursor(connections[DEFAULT_DB_ALIAS]) as cursor:
         for sql, params in statements:
             cursor.execute(sql, params)
+
+
+@contextmanager
+def _cursor(db):
+    """A cursor for these statements. On PostgreSQL one that binds parameters on the server:
+    Django's cursors quote every parameter into the SQL text in Python (a tenth of the sync
+    path's CPU, for an INSERT of 30 columns), and a statement sent this way is prepared once
+    the connection has run it a few times. It is wrapped as Django wraps its own (errors,
+    query logging, execute wrappers)."""
+    if db.vendor != "postgresql":
+        with db.cursor() as cursor:
+            yield cursor
+        return
+    import psycopg
+
+    db.ensure_connection()
+    with db.wrap_database_errors:
+        raw = psycopg.Cursor(db.connection)
+    with db._prepare_cursor(raw) as cursor:
+        yield cursor
 
 
 def _insert_fields(model: type[models.Model]) -> list:
