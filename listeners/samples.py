@@ -5,12 +5,15 @@ would: the listener's address allow-list, rate limit, authentication, method, co
 type, size cap and format check all apply, it is kept as a message (or a rejected one)
 and a sync listener runs its flow inline and answers. For a Basic or token listener the
 request carries a token issued for the signed-in user for this one call and deleted
-right after (it never leaves the server); API-key and HMAC listeners need the headers
-the user gives, as a partner would send them.
+right after (it never leaves the server). For an HMAC listener the payload is signed on
+the server with its newest signing key, as the partner would sign it, unless the user
+gives signature headers (to try a signature of their own). An API-key listener needs the
+key header the user gives (keys are stored so that they cannot be read back).
 """
 from __future__ import annotations
 
 import io
+import uuid
 from dataclasses import dataclass
 
 from django.core.handlers.wsgi import WSGIRequest
@@ -18,6 +21,7 @@ from django.core.handlers.wsgi import WSGIRequest
 from accounts.models import ApiToken
 
 from .models import Listener
+from .signatures import signature_headers
 
 SAMPLE_TOKEN_SECONDS = 60
 SAMPLE_HEADER = "sent from the listener page"
@@ -28,6 +32,10 @@ KEPT_META = ("REMOTE_ADDR", "SERVER_NAME", "SERVER_PORT", "HTTP_HOST", "wsgi.url
 # Headers the box sets itself (or that would let the test borrow the browser's session).
 RESERVED_HEADERS = {"authorization", "cookie", "host", "content-type", "content-length", "transfer-encoding",
                     "x-forwarded-for", "x-forwarded-host", "x-forwarded-proto", "x-forwarded-port"}
+
+
+# A test payload that carries any of these keeps the user's own signature instead of one made here.
+SIGNATURE_HEADERS = {"webhook-signature", "x-hub-signature-256", "stripe-signature"}
 
 
 class SampleRefused(Exception):
@@ -74,7 +82,11 @@ def push_sample(request, listener: Listener, user, data: bytes, method: str, con
     environ.setdefault("SERVER_NAME", "localhost")
     environ.setdefault("SERVER_PORT", "80")
     environ.setdefault("wsgi.url_scheme", "http")
-    for name, value in (headers or {}).items():
+    headers = dict(headers or {})
+    keys = (listener.secrets.get("signing_keys") or []) if listener.auth == Listener.Auth.HMAC else []
+    if keys and not SIGNATURE_HEADERS & {name.lower() for name in headers}:
+        headers.update(signature_headers(listener.signature, str(keys[0]), data, f"msg_sample_{uuid.uuid4().hex}"))
+    for name, value in headers.items():
         environ["HTTP_" + name.upper().replace("-", "_")] = value
     token = None
     if listener.auth in (Listener.Auth.BASIC, Listener.Auth.TOKEN):

@@ -45,6 +45,23 @@ def _any_matches(expected: list[bytes], given: list[bytes]) -> bool:
     return matched
 
 
+# What each scheme signs, and how the signature is written (shared by checking and by the listener
+# page's test box, which signs a test payload as the partner would).
+
+
+def _standard_digest(key: str, msg_id: str, timestamp: str, body: bytes) -> bytes:
+    signed = msg_id.encode() + b"." + timestamp.encode() + b"." + body
+    return base64.b64encode(hmac.new(_standard_key(key), signed, hashlib.sha256).digest())
+
+
+def _github_digest(key: str, body: bytes) -> bytes:
+    return b"sha256=" + hmac.new(key.encode(), body, hashlib.sha256).hexdigest().encode()
+
+
+def _stripe_digest(key: str, timestamp: str, body: bytes) -> bytes:
+    return hmac.new(key.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest().encode()
+
+
 def verify_standard(headers: dict, body: bytes, keys: list[str], tolerance: int, now: float) -> None:
     msg_id = headers.get("HTTP_WEBHOOK_ID", "")
     timestamp = headers.get("HTTP_WEBHOOK_TIMESTAMP", "")
@@ -52,8 +69,7 @@ def verify_standard(headers: dict, body: bytes, keys: list[str], tolerance: int,
     if not msg_id or not signatures:
         raise SignatureError("missing webhook-id or webhook-signature header")
     _check_timestamp(timestamp, tolerance, now)
-    signed = msg_id.encode() + b"." + timestamp.encode() + b"." + body
-    expected = [base64.b64encode(hmac.new(_standard_key(k), signed, hashlib.sha256).digest()) for k in keys]
+    expected = [_standard_digest(k, msg_id, timestamp, body) for k in keys]
     given = [part.split(",", 1)[1].encode() for part in signatures.split() if part.startswith("v1,")]
     if not _any_matches(expected, given):
         raise SignatureError("the webhook-signature does not match any signing key")
@@ -63,8 +79,7 @@ def verify_github(headers: dict, body: bytes, keys: list[str], tolerance: int, n
     given = headers.get("HTTP_X_HUB_SIGNATURE_256", "")
     if not given.startswith("sha256="):
         raise SignatureError("missing X-Hub-Signature-256 header (sha256=...)")
-    expected = [b"sha256=" + hmac.new(k.encode(), body, hashlib.sha256).hexdigest().encode() for k in keys]
-    if not _any_matches(expected, [given.encode()]):
+    if not _any_matches([_github_digest(k, body) for k in keys], [given.encode()]):
         raise SignatureError("X-Hub-Signature-256 does not match any signing key")
 
 
@@ -76,10 +91,22 @@ def verify_stripe(headers: dict, body: bytes, keys: list[str], tolerance: int, n
     if not given:
         raise SignatureError("missing Stripe-Signature header with t= and v1=")
     _check_timestamp(timestamp, tolerance, now)
-    signed = timestamp.encode() + b"." + body
-    expected = [hmac.new(k.encode(), signed, hashlib.sha256).hexdigest().encode() for k in keys]
-    if not _any_matches(expected, given):
+    if not _any_matches([_stripe_digest(k, timestamp, body) for k in keys], given):
         raise SignatureError("Stripe-Signature does not match any signing key")
+
+
+def signature_headers(signature: dict, key: str, body: bytes, msg_id: str, now: float | None = None) -> dict[str, str]:
+    """The headers a sender signing `body` with `key` under the listener's scheme would send."""
+    scheme = (signature or {}).get("scheme", "standard")
+    timestamp = str(int(time.time() if now is None else now))
+    if scheme == "github":
+        return {"X-Hub-Signature-256": _github_digest(key, body).decode()}
+    if scheme == "stripe":
+        return {"Stripe-Signature": f"t={timestamp},v1={_stripe_digest(key, timestamp, body).decode()}"}
+    if scheme != "standard":
+        raise SignatureError(f"unknown signature scheme {scheme!r}")
+    return {"webhook-id": msg_id, "webhook-timestamp": timestamp,
+            "webhook-signature": f"v1,{_standard_digest(key, msg_id, timestamp, body).decode()}"}
 
 
 SCHEMES = {"standard": verify_standard, "github": verify_github, "stripe": verify_stripe}

@@ -71,6 +71,21 @@ def test_an_api_key_listener_needs_the_key_in_the_extra_headers(logged_in, user)
     assert accepted.idempotency_key == "t-1" and accepted.headers["X-Api-Key"] == "***"
 
 
+@pytest.mark.parametrize("scheme, header", [("standard", "Webhook-Signature"), ("github", "X-Hub-Signature-256"),
+                                             ("stripe", "Stripe-Signature")])
+def test_an_hmac_listener_s_test_payload_is_signed_here_unless_the_user_signs_it(logged_in, user, scheme, header):
+    listener = Listener.objects.create(owner=user, name="signed", path="signed", auth="hmac", signature={"scheme": scheme})
+    listener.secrets = {"signing_keys": ["whsec_c2VjcmV0LWtleS1uZXc=", "older-key"]}
+    listener.save()
+    assert "202 Accepted" in send(logged_in, listener, '{"a": 1}')  # signed with the newest key, as a partner would
+    accepted = Message.objects.get(listener=listener)
+    assert accepted.status != "rejected" and header in accepted.headers
+    text = send(logged_in, listener, '{"a": 1}', headers=f"{header}: forged")  # the user's own (bad) signature is kept
+    assert "401 Unauthorized" in text
+    refused = Message.objects.filter(listener=listener, status="rejected").get()
+    assert "signature" in refused.error.lower() or "Stripe" in refused.error
+
+
 def test_the_ip_allow_list_applies_to_the_signed_in_user_s_address(client, user, other_user):
     from django.contrib.auth.models import Group
 
