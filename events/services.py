@@ -396,10 +396,13 @@ def redeliver(delivery: Delivery) -> None:
         transaction.on_commit(lambda: publish_delivery(delivery.pk, manual=True))
 
 
-def rotate_secret(subscription: Subscription, now=None) -> str:
+def rotate_secret(subscription: Subscription, now=None, by=None) -> str:
     """Give a subscription a new signing secret and return it (the only time it is seen). For
     PUSHFLOW_WEBHOOK_SECRET_GRACE_SECONDS deliveries are signed with the old secret as well, so the
-    receiver can switch without losing one; a second rotation within that time drops the oldest."""
+    receiver can switch without losing one; a second rotation within that time drops the oldest.
+    `by`: the user who asked, recorded in the audit log with the change."""
+    from accounts.audit import record_change
+
     now = now or timezone.now()
     grace = settings.PUSHFLOW_WEBHOOK_SECRET_GRACE_SECONDS
     new = new_webhook_secret()
@@ -411,6 +414,8 @@ def rotate_secret(subscription: Subscription, now=None) -> str:
         expires = now + timedelta(seconds=grace) if "previous" in stored else None
         Subscription.objects.filter(pk=subscription.pk).update(secret_encrypted=encrypt_secrets(stored),
                                                                previous_secret_expires_at=expires, updated_at=now)
+        if by is not None:
+            record_change(by, "update", subscription, None, None, ["secret"])
     subscription.refresh_from_db()
     return new
 

@@ -15,6 +15,7 @@ urlpatterns = [
     path("messages/<uuid:pk>/download", views_messages.message_download, name="message-download"),
     path("messages/<uuid:pk>/<str:action>", views_messages.message_action, name="message-action"),
     path("subscriptions/", views_events.subscription_list, name="subscriptions"),
+    path("subscriptions/<int:pk>/rotate-secret", views_events.subscription_rotate_secret, name="subscription-rotate-secret"),
     path("subscriptions/<int:pk>/deliveries/<int:delivery_id>/redeliver", views_events.delivery_redeliver,
          name="delivery-redeliver"),
     path("queues/", views_events.queue_list, name="queues"),

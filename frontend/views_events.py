@@ -11,18 +11,34 @@ from django.views.decorators.http import require_POST
 
 from config.api import visible_to
 from events.models import Delivery, Queue, Subscription
-from events.services import DeliveryRefused, queue_depths, redeliver
+from events.services import DeliveryRefused, queue_depths, redeliver, rotate_secret
 
 DELIVERIES_SHOWN = 20
 
 
 @login_required
-def subscription_list(request):
+def subscription_list(request, rotated: dict | None = None):
+    """`rotated`: a subscription's new secret, shown this once beside it (never kept for a later page)."""
     subscriptions = list(visible_to(request.user, Subscription.objects.select_related("owner").prefetch_related("flows", "listeners")))
     for subscription in subscriptions:
         subscription.recent = list(Delivery.objects.filter(subscription=subscription).defer("payload").prefetch_related(
             "attempt_log")[:DELIVERIES_SHOWN])
+        if rotated and rotated["pk"] == subscription.pk:
+            subscription.new_secret = rotated["secret"]
     return render(request, "frontend/subscriptions.html", {"subscriptions": subscriptions})
+
+
+@login_required
+@require_POST
+def subscription_rotate_secret(request, pk: int):
+    subscription = visible_to(request.user, Subscription.objects.all()).filter(pk=pk).first()
+    if subscription is None:
+        raise Http404("no such subscription")
+    if not (request.user.is_superuser or subscription.owner_id == request.user.pk):
+        raise PermissionDenied("only the subscription's owner rotates its secret; its team members read it")
+    secret = rotate_secret(subscription, by=request.user)
+    # Answered as the page itself, not a redirect: the secret must not wait in the session for the next page.
+    return subscription_list(request, rotated={"pk": subscription.pk, "secret": secret})
 
 
 @login_required

@@ -58,9 +58,7 @@ class SubscriptionViewSet(OwnedModelViewSet):
         if request.data:
             return Response({"detail": "rotate-secret takes no body: Pushflow makes the new secret and answers it once"},
                             status=status.HTTP_400_BAD_REQUEST)
-        with transaction.atomic():
-            secret = services.rotate_secret(subscription)
-            record_change(request.user, "update", subscription, None, None, ["secret"])
+        secret = services.rotate_secret(subscription, by=request.user)
         return Response({"id": subscription.pk, "secret": secret,
                          "previous_secret_expires_at": subscription.previous_secret_expires_at})
 

@@ -43,3 +43,32 @@ def test_queues_page_shows_depth(client, user, other_user, async_flow):
     page = client.get("/queues/").content.decode()
     assert "erp-invoices" in page and "their-queue" not in page and async_flow.name in page
     assert '<td class="available">2</td><td class="leased">1</td>' in page
+
+
+def test_the_owner_rotates_the_secret_from_the_page_and_sees_it_once(client, user, other_user):
+    from django.contrib.auth.models import Group
+
+    from accounts.models import AuditEntry
+    from events.services import rotate_secret
+
+    mine = Subscription.objects.create(owner=user, url="https://erp.example.com/hook", events=["run.failed"])
+    rotate_secret(mine)  # its first secret
+    first = Subscription.objects.get(pk=mine.pk).secret
+    team = Group.objects.create(name="erp")
+    user.groups.add(team)
+    other_user.groups.add(team)
+    mine.teams.add(team)
+    assert client.login(username=user.username, password=PASSWORD)
+    page = client.post(f"/subscriptions/{mine.pk}/rotate-secret").content.decode()
+    new = Subscription.objects.get(pk=mine.pk)
+    assert new.secret != first and new.secret.startswith("whsec_")
+    assert f'<code id="new-secret-{mine.pk}">{new.secret}</code>' in page and "still signs deliveries until" in page
+    assert new.secret not in client.get("/subscriptions/").content.decode()  # shown that once only
+    audit = AuditEntry.objects.get(user=user, object_id=str(mine.pk))
+    assert audit.action == "update" and "secret" in audit.changes["secrets"][1] and new.secret not in str(audit.changes)
+    assert client.get(f"/subscriptions/{mine.pk}/rotate-secret").status_code == 405
+    client.logout()
+    assert client.login(username=other_user.username, password=PASSWORD)  # a team member reads, does not rotate
+    assert "Rotate signing secret" not in client.get("/subscriptions/").content.decode()
+    assert client.post(f"/subscriptions/{mine.pk}/rotate-secret").status_code == 403
+    assert Subscription.objects.get(pk=mine.pk).secret == new.secret
