@@ -90,7 +90,10 @@ TEMPLATES = [
 ]
 
 DATABASE_URL = env_str("DATABASE_URL") or f"sqlite:///{VAR_DIR / 'pushflow.sqlite3'}"
-DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=env_int("PUSHFLOW_DB_CONN_MAX_AGE", 60))}
+# Health checks: a kept connection is tested (one round trip) before its first use in each request, so
+# after a database restart no request fails on a connection that died meanwhile (each thread's would).
+DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=env_int("PUSHFLOW_DB_CONN_MAX_AGE", 60),
+                                              conn_health_checks=True)}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["CONN_MAX_AGE"] = 0 if ":memory:" in DATABASES["default"]["NAME"] else 60
     DATABASES["default"]["OPTIONS"] = {

@@ -2,10 +2,8 @@
 from __future__ import annotations
 
 import logging
-import time
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import dataclass, field
 from datetime import timedelta
 
 from django.conf import settings
@@ -184,10 +182,10 @@ def run_messages(message_ids: list) -> int:
 
     The messages of flows that neither order nor cap their runs (most) are claimed
     together, with their rows and flows read in one query each, instead of three
-    statements per message; their claims are kept alive until each has run. Their ends
-    are recorded together too, in one transaction, as soon as the oldest unrecorded end
-    is ENDS_WAIT_SECONDS old or the task is done. The rest (ordered or capped flows, a
-    duplicate delivery) go through `run_message` one by one."""
+    statements per message; their claims are kept alive until each has run. Each run's
+    end is recorded as soon as it ends (recording a task's ends together was measured and
+    dropped: a worker killed mid-task then ran every unrecorded message a second time).
+    The rest (ordered or capped flows, a duplicate delivery) go through `run_message`."""
     now = timezone.now()
     claimed = Message.objects.filter(_due(now), UNORDERED, pk__in=message_ids).update(**_claim_fields(now))
     mine = {}
@@ -195,25 +193,15 @@ def run_messages(message_ids: list) -> int:
         mine = {str(m.pk): m for m in Message.objects.filter(pk__in=message_ids, status=Message.Status.RUNNING,
                                                               claimed_at=now)}
     flows = _flows_for(mine.values())
-    ends: list[_RunEnd] = []
     ran = 0
     try:
         with leases.held(*(m.pk for m in mine.values())):
-            try:
-                for message_id in message_ids:
-                    message = mine.pop(str(message_id), None)
-                    if message is None:
-                        ran += run_message(message_id) is not None
-                        continue
-                    end = _run_to_end(message, flows.get(message.flow_id))
-                    if end is not None:
-                        ends.append(end)
-                        ran += 1
-                    if ends and time.monotonic() - ends[0].at >= ENDS_WAIT_SECONDS:
-                        _record_ends(ends)
-                        ends = []
-            finally:
-                _record_ends(ends)  # also when a run broke off the task: what ran is recorded
+            for message_id in message_ids:
+                message = mine.pop(str(message_id), None)
+                if message is not None:
+                    ran += _run_claimed(message, flows.get(message.flow_id)) is not None
+                else:
+                    ran += run_message(message_id) is not None
     finally:
         if mine:  # a run broke off the task: the claims not yet run go back, untried, for another delivery
             _hand_back(list(mine), now)
@@ -228,24 +216,8 @@ def _hand_back(message_ids: list, claimed_at) -> None:
         log.warning("could not hand back %d claimed messages: %s", len(message_ids), exc.__class__.__name__)
 
 
-# How long a finished run's end may wait to share one commit with the next runs' ends of its task.
-ENDS_WAIT_SECONDS = 0.2
-
-
-@dataclass
-class _RunEnd:
-    """A run that has ended, and what recording its end needs."""
-
-    run: FlowRun
-    result: RunResult | None
-    failure: RunFailure | None
-    message: Message
-    flow: Flow
-    at: float = field(default_factory=time.monotonic)
-
-
-def _run_to_end(message: Message, flow: Flow | None) -> _RunEnd | None:
-    """Run the flow of a message this process has claimed; its end, to be recorded (None: no flow to run)."""
+def _run_claimed(message: Message, flow: Flow | None) -> FlowRun | None:
+    """Run the flow of a message this process has claimed, and record the end."""
     if flow is None or not flow.enabled:
         Message.objects.filter(pk=message.pk).update(
             status=Message.Status.FAILED, finished_at=timezone.now(),
@@ -254,27 +226,11 @@ def _run_to_end(message: Message, flow: Flow | None) -> _RunEnd | None:
         return None
     # An async run drops its output once delivered, unless subscribers or queues take it.
     run, result, failure = _execute_run(flow, message, keep_output=wants_output(flow.pk))
-    return _RunEnd(run, result, failure, message, flow)
-
-
-def _record_ends(ends: list[_RunEnd]) -> None:
-    """The ends of finished runs and their messages, in one transaction."""
-    if not ends:
-        return
     with run_transaction():  # an output kept for subscribers is moved into place only if this commits
-        for end in ends:
-            finish_run(end.run, end.result, end.failure)
-            _finish_message(end.message, end.failure, end.flow)
-            _wake_next(end.flow)
-
-
-def _run_claimed(message: Message, flow: Flow | None) -> FlowRun | None:
-    """Run the flow of a message this process has claimed, and record the end."""
-    end = _run_to_end(message, flow)
-    if end is None:
-        return None
-    _record_ends([end])
-    return end.run
+        finish_run(run, result, failure)
+        _finish_message(message, failure, flow)
+        _wake_next(flow)
+    return run
 
 
 def retry_delay(flow: Flow, attempt: int) -> float | None:

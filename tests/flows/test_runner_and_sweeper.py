@@ -212,29 +212,17 @@ def test_the_claims_of_a_task_are_kept_alive_until_each_message_has_run(async_fl
 
 def test_when_a_run_breaks_off_its_task_the_messages_not_yet_run_go_back_untried(async_flow, monkeypatch):
     messages = [queued(async_flow) for _ in range(3)]
-    real = flow_services._run_to_end
+    real = flow_services._run_claimed
 
     def second_breaks(message, flow):
         if message.pk == messages[1].pk:
             raise RuntimeError("the worker's database connection broke")
         return real(message, flow)
 
-    monkeypatch.setattr(flow_services, "_run_to_end", second_breaks)
+    monkeypatch.setattr(flow_services, "_run_claimed", second_breaks)
     with pytest.raises(RuntimeError):
         run_messages([str(m.pk) for m in messages])
     states = [Message.objects.values_list("status", "attempts", "enqueued_at").get(pk=m.pk) for m in messages]
-    assert states[0][:2] == ("succeeded", 1)  # ran before the break: its end is recorded all the same
+    assert states[0][:2] == ("succeeded", 1)  # ran before the break
     assert states[1][:2] == ("running", 1)  # the broken run itself: its lease lapses, as for a lost worker
     assert states[2] == ("queued", 0, None)  # never started: queued again at once, no attempt counted
-
-
-def test_the_ends_of_a_task_are_recorded_together_unless_the_oldest_would_wait_too_long(async_flow, monkeypatch):
-    commits = []
-    real = flow_services._record_ends
-    monkeypatch.setattr(flow_services, "_record_ends", lambda ends: (commits.append(len(ends)), real(ends)))
-    run_messages([str(queued(async_flow).pk) for _ in range(4)])
-    assert [n for n in commits if n] == [4]  # one transaction for the task's four ends
-    commits.clear()
-    monkeypatch.setattr(flow_services, "ENDS_WAIT_SECONDS", 0.0)  # e.g. slow runs: nobody's end waits
-    run_messages([str(queued(async_flow).pk) for _ in range(3)])
-    assert [n for n in commits if n] == [1, 1, 1]
