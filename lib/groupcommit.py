@@ -28,19 +28,20 @@ from .dbwrites import write_transaction
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-MAX_BATCH = 100
 
 
 class Completion:
-    """Finished once; its waiter blocks on a bare lock, held from the start and released once.
+    """Finished once, with or without an error; its waiter blocks on a bare lock, held from the start
+    and released once.
 
     A threading.Event wakes its waiter through a Condition written in Python: set once per
     request, that cost a tenth of the web's CPU under load."""
 
-    __slots__ = ("finished", "_released")
+    __slots__ = ("finished", "error", "_released")
 
     def __init__(self) -> None:
         self.finished = False
+        self.error: BaseException | None = None
         self._released = _thread.allocate_lock()
         self._released.acquire()
 
@@ -50,45 +51,44 @@ class Completion:
         self.finished = True
         self._released.release()
 
+    def fail(self, error: BaseException) -> None:
+        """Finished with `error`, for its waiter to raise (unless already finished)."""
+        if not self.finished:
+            self.error = error
+            self.finish()
+
     def wait(self, timeout: float) -> bool:
         """True once finished; False after `timeout` seconds without it."""
         return self.finished or self._released.acquire(timeout=timeout)
 
 
-class _Job(Completion):
-    __slots__ = ("action", "result", "error")
+class BatchWriter:
+    """One writer thread per process, fed by callers who each hand it an item (a Completion)
+    and wait: the thread takes everything waiting (up to `max_batch`) as one batch.
 
-    def __init__(self, action: Callable):
-        super().__init__()
-        self.action = action
-        self.result = None
-        self.error: BaseException | None = None
+    A subclass writes a batch (`_write`, finishing each item) and one item alone
+    (`_write_alone`). If writing a batch raises, every item of it fails with that error.
+    The thread never drops an item, but if it died (it should not) a waiting caller writes
+    its own item alone instead of waiting forever."""
 
-
-class GroupCommit:
-    """One writer thread per process; `run` blocks until the action's writes are committed or fail."""
+    max_batch = 100
 
     def __init__(self, name: str):
         self.name = name
-        self._queue: queue.SimpleQueue[_Job] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[Completion] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._pid = 0
 
-    def run(self, action: Callable[[], T], group: bool = True) -> T:
-        """`action()` committed (grouped with other callers' actions when `group`); its result."""
-        if not group or connection.in_atomic_block:
-            return write_transaction(action)
-        job = _Job(action)
+    def _submit(self, item: Completion) -> None:
+        """Hand `item` to the writer and wait until it is finished; its error, if any, raised."""
         self._ensure_thread()
-        self._queue.put(job)
-        # The writer never drops a job, but if its thread died (it should not) the job runs here.
-        while not job.wait(1.0):
+        self._queue.put(item)
+        while not item.wait(1.0):
             if not self._alive():
-                self._run_alone(job)
-        if job.error is not None:
-            raise job.error
-        return job.result
+                self._write_alone(item)
+        if item.error is not None:
+            raise item.error
 
     def _alive(self) -> bool:
         return self._thread is not None and self._thread.is_alive() and self._pid == os.getpid()
@@ -105,7 +105,7 @@ class GroupCommit:
     def _loop(self) -> None:
         while True:
             batch = [self._queue.get()]
-            while len(batch) < MAX_BATCH:
+            while len(batch) < self.max_batch:
                 try:
                     batch.append(self._queue.get_nowait())
                 except queue.Empty:
@@ -116,10 +116,35 @@ class GroupCommit:
                 close_old_connections()  # honours CONN_MAX_AGE, as the end of a request does
             except BaseException as exc:  # noqa: BLE001 — every waiting caller must hear of it
                 log.warning("%s failed a batch of %d: %s", self.name, len(batch), exc.__class__.__name__)
-                for job in batch:
-                    if not job.finished:
-                        job.error = exc
-                        job.finish()
+                for item in batch:
+                    item.fail(exc)
+
+    def _write(self, batch: list) -> None:
+        raise NotImplementedError
+
+    def _write_alone(self, item) -> None:
+        raise NotImplementedError
+
+
+class _Job(Completion):
+    __slots__ = ("action", "result")
+
+    def __init__(self, action: Callable):
+        super().__init__()
+        self.action = action
+        self.result = None
+
+
+class GroupCommit(BatchWriter):
+    """Callers' write actions run together; `run` blocks until the action's writes are committed or fail."""
+
+    def run(self, action: Callable[[], T], group: bool = True) -> T:
+        """`action()` committed (grouped with other callers' actions when `group`); its result."""
+        if not group or connection.in_atomic_block:
+            return write_transaction(action)
+        job = _Job(action)
+        self._submit(job)
+        return job.result
 
     def _write(self, batch: list[_Job]) -> None:
         if len(batch) > 1:
@@ -134,14 +159,17 @@ class GroupCommit:
                     job.finish()
                 return
         for job in batch:
-            self._run_alone(job, dedicated=True)
+            self._write_alone(job)
 
-    @staticmethod
-    def _run_alone(job: _Job, dedicated: bool = False) -> None:
+    def _write_alone(self, job: _Job) -> None:
         try:
-            job.result = write_transaction(job.action, dedicated)
+            job.result = write_transaction(job.action, dedicated=self._on_writer_thread())
         except Exception as exc:  # the caller's to handle (a duplicate key, the store down)
-            job.error = exc
+            job.fail(exc)
             if not connection.is_usable():
                 connection.close()
+            return
         job.finish()
+
+    def _on_writer_thread(self) -> bool:
+        return self._thread is threading.current_thread()

@@ -15,141 +15,65 @@ transaction and might wait on its lock.
 """
 from __future__ import annotations
 
-import logging
 import operator
-import os
-import queue
 import threading
-import time
 
-from django.db import DEFAULT_DB_ALIAS, DatabaseError, OperationalError, close_old_connections, connection, connections, models, transaction
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connection, connections, models, transaction
 
-from lib.groupcommit import Completion
+from lib.dbwrites import write_transaction
+from lib.groupcommit import BatchWriter, Completion
 
 from .dispatcher import notify_dispatchers
 from .models import Message
-
-log = logging.getLogger(__name__)
-MAX_BATCH = 200
 
 
 class _Pending(Completion):
     """One request's message; its thread waits (on the completion's bare lock) until the writer is done with it."""
 
-    __slots__ = ("message", "error")
+    __slots__ = ("message",)
 
     def __init__(self, message: Message):
         super().__init__()
         self.message = message
-        self.error: BaseException | None = None
 
-    def finish(self, error: BaseException | None = None) -> None:
-        if not self.finished:
-            self.error = error
-            super().finish()
+    def fail(self, error: BaseException) -> None:
+        # The request answers a database error as such (503), whatever broke the batch.
+        super().fail(error if isinstance(error, DatabaseError) else DatabaseError(str(error)))
 
 
-class GroupWriter:
-    """One writer thread per process; `store` blocks until the row is committed or fails."""
+class GroupWriter(BatchWriter):
+    """Messages of concurrent requests in one INSERT; `store` blocks until the row is committed or fails.
+    On SQLite the writer's connection waits for the write lock in short polls (lib.dbwrites)."""
+
+    max_batch = 200
 
     def __init__(self):
-        self._queue: queue.SimpleQueue[_Pending] = queue.SimpleQueue()
-        self._lock = threading.Lock()
-        self._thread: threading.Thread | None = None
-        self._pid = 0
+        super().__init__("pushflow-group-writer")
 
     def store(self, message: Message) -> None:
-        pending = _Pending(message)
-        self._ensure_thread()
-        self._queue.put(pending)
-        # Wait for the commit. The writer never drops an item, but if its thread died
-        # (it should not) the item is stored here instead of being waited on forever.
-        while not pending.wait(1.0):
-            if not self._alive():
-                self._store_alone(pending)
-        if pending.error is not None:
-            raise pending.error
-
-    def _alive(self) -> bool:
-        return self._thread is not None and self._thread.is_alive() and self._pid == os.getpid()
-
-    def _ensure_thread(self) -> None:
-        if self._alive():
-            return
-        with self._lock:
-            if not self._alive():  # first use, or a forked child that inherited no thread
-                self._pid = os.getpid()
-                self._thread = threading.Thread(target=self._run, name="pushflow-group-writer", daemon=True)
-                self._thread.start()
-
-    def _run(self) -> None:
-        while True:
-            batch = [self._queue.get()]
-            while len(batch) < MAX_BATCH:
-                try:
-                    batch.append(self._queue.get_nowait())
-                except queue.Empty:
-                    break
-            try:
-                self._write(batch)
-                close_old_connections()  # honours CONN_MAX_AGE, as the end of a request does
-            except BaseException as exc:  # noqa: BLE001 — every waiting request must hear of it
-                log.warning("group writer failed a batch of %d: %s", len(batch), exc.__class__.__name__)
-                for pending in batch:
-                    pending.finish(exc if isinstance(exc, DatabaseError) else DatabaseError(str(exc)))
+        self._submit(_Pending(message))
 
     def _write(self, batch: list[_Pending]) -> None:
-        close_old_connections()
-        short_lock_waits()
         try:
-            with_lock_retries(lambda: self._insert_batch(batch))
+            write_transaction(lambda: insert_messages([p.message for p in batch]), dedicated=True)
         except DatabaseError:
             if not connection.is_usable():
                 connection.close()
             for pending in batch:  # find the row that failed; the others are stored one by one
-                self._store_alone(pending)
+                self._write_alone(pending)
             return
         for pending in batch:
             pending.finish()
 
-    @staticmethod
-    def _insert_batch(batch: list[_Pending]) -> None:
-        with transaction.atomic():
-            insert_messages([p.message for p in batch])
-
-    @staticmethod
-    def _store_alone(pending: _Pending) -> None:
-        error = None
+    def _write_alone(self, pending: _Pending) -> None:
         try:
-            with_lock_retries(lambda: save_message(pending.message))
+            write_transaction(lambda: save_message(pending.message), dedicated=self._thread is threading.current_thread())
         except DatabaseError as exc:
-            error = exc
+            pending.fail(exc)
             if not connection.is_usable():
                 connection.close()
-        pending.finish(error)
-
-
-# SQLite's own busy handler sleeps longer and longer (up to 100 ms a try) while
-# another process holds the write lock, so a waiting batch kept sleeping long after
-# the lock was free. The writer asks for the lock with a short busy timeout and
-# tries again itself, for as long as the configured timeout allows.
-SQLITE_SHORT_BUSY_MS = 2
-
-
-def short_lock_waits() -> None:
-    if connection.vendor == "sqlite":
-        with connection.cursor() as cursor:
-            cursor.execute(f"PRAGMA busy_timeout={SQLITE_SHORT_BUSY_MS}")
-
-
-def with_lock_retries(action) -> None:
-    deadline = time.monotonic() + float(connection.settings_dict.get("OPTIONS", {}).get("timeout", 30))
-    while True:
-        try:
-            return action()
-        except OperationalError as exc:
-            if connection.vendor != "sqlite" or "locked" not in str(exc) or time.monotonic() > deadline:
-                raise
+            return
+        pending.finish()
 
 
 def insert_messages(messages: list[Message]) -> None:
