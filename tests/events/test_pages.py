@@ -71,4 +71,5 @@ def test_the_owner_rotates_the_secret_from_the_page_and_sees_it_once(client, use
     assert client.login(username=other_user.username, password=PASSWORD)  # a team member reads, does not rotate
     assert "Rotate signing secret" not in client.get("/subscriptions/").content.decode()
     assert client.post(f"/subscriptions/{mine.pk}/rotate-secret").status_code == 403
+    assert client.post("/subscriptions/999999/rotate-secret").status_code == 404
     assert Subscription.objects.get(pk=mine.pk).secret == new.secret
