@@ -171,6 +171,8 @@ PUSHFLOW_REQUEUE_AFTER_SECONDS = env_float("PUSHFLOW_REQUEUE_AFTER_SECONDS", 30.
 # A message claimed by a worker that stopped renewing its claim this long ago is taken back
 # (a live worker renews its claims every quarter of this, however long the run: flows/leases.py).
 PUSHFLOW_RUN_LEASE_SECONDS = env_float("PUSHFLOW_RUN_LEASE_SECONDS", 600.0)
+# Worker commits on PostgreSQL do not wait for the log flush (each is redone if lost; see lib/dbwrites.py).
+PUSHFLOW_WORKER_RELAXED_COMMITS = env_bool("PUSHFLOW_WORKER_RELAXED_COMMITS", True)
 PUSHFLOW_MAX_ATTEMPTS = env_int("PUSHFLOW_MAX_ATTEMPTS", 5)
 # Days finished messages without a listener (read by timed flows) are kept; 0: forever.
 PUSHFLOW_RETENTION_DAYS = env_int("PUSHFLOW_RETENTION_DAYS", 30)

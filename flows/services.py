@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from connections.transports import TransportError
 from events.services import emit_run_finished, run_transaction, wants_output
-from lib.dbwrites import execute_insert, execute_statements, insert_statement, update_statement
+from lib.dbwrites import durable_transaction, execute_insert, execute_statements, insert_statement, update_statement
 from lib.groupcommit import GroupCommit
 from listeners.dispatch import PUBLISH_BATCH, publish_many
 from listeners.models import Listener, Message
@@ -373,7 +373,8 @@ def run_timed_flow(flow_id: int, trigger: str = "cron") -> dict:
                 message = Message(flow=flow, owner_id=flow.owner_id, method="READ", path=item.name[:300],
                                   content_type=item.content_type[:200], status=Message.Status.QUEUED, enqueued_at=now)
                 message.store_body(item.data)
-                message.save(force_insert=True)
+                with durable_transaction():  # on disk before the source forgets it, even in the worker
+                    message.save(force_insert=True)
                 item.done()  # only now may the source forget it
                 if item.state is not None:
                     Flow.objects.filter(pk=flow.pk).update(source_state=item.state)

@@ -72,6 +72,32 @@ def _set_busy_timeout(ms: int) -> None:
     connection.pushflow_busy_timeout = (connection.connection, ms)
 
 
+# --- how long a commit waits for the disk ------------------------------------------------------------------
+# A PostgreSQL commit waits until its write-ahead log is on disk. The worker's writes (claims, run
+# rows, run and message ends) need not: each is redone if lost, since a message whose claim or end
+# is lost in a database crash goes back to queued and runs again (runs are at-least-once, and a
+# later commit that does wait makes every earlier one durable too). What the worker takes in from
+# outside (a timed flow's source) is stored in a `durable_transaction`. Accepting a payload, in the
+# web, always waits.
+
+
+def relax_commit_durability(db) -> None:
+    """On PostgreSQL, this connection's commits no longer wait for the log flush (`synchronous_commit off`)."""
+    if db.vendor == "postgresql":
+        with db.cursor() as cursor:
+            cursor.execute("SET synchronous_commit TO off")
+
+
+@contextmanager
+def durable_transaction():
+    """`transaction.atomic()` whose commit waits for the disk, also on a connection that relaxed that."""
+    with transaction.atomic():
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("SET LOCAL synchronous_commit TO on")
+        yield
+
+
 # --- statements built before the transaction ------------------------------------------------------------
 # The ORM compiles an INSERT or UPDATE anew on every save: on the sync path that cost more than the
 # database itself, and it ran while the write lock was held. These build the same SQL and values
