@@ -22,7 +22,10 @@ def commands() -> dict[str, list[str]]:
     port = env_int("PORT", 8000)
     host = env_str("HOST", "127.0.0.1")
     web_workers = env_int("PUSHFLOW_WEB_WORKERS", 2)
-    web_threads = env_int("PUSHFLOW_WEB_THREADS", 8)
+    # An accepted payload's request thread waits for its group commit; with 8 threads a process ran
+    # out of threads before it ran out of CPU (cores partly idle under a 32-connection flood).
+    # 16: ingest +18% embedded, +39% PostgreSQL (bench/ingest.py, alternated runs); 32 was worse.
+    web_threads = env_int("PUSHFLOW_WEB_THREADS", 16)
     concurrency = env_int("PUSHFLOW_WORKER_CONCURRENCY", 2)
     log_level = env_str("PUSHFLOW_LOG_LEVEL", "INFO").lower()
     return {
