@@ -6,15 +6,21 @@ resolved for PUSHFLOW_LISTENER_CACHE_SECONDS (default 1 s; 0 turns it off).
 A change saved in this process clears it at once (signals); another process sees
 the change within that time. Unknown paths are cached too, so a flood of 404s
 does not reach the database.
+
+When an entry runs out under load, one thread reloads it and the process's other
+request threads keep using it meanwhile (a few milliseconds past its time): every
+thread used to miss at once and run the same query, once a second per listener.
 """
 from __future__ import annotations
 
+import threading
 import time
 
 from django.conf import settings
 from django.db.models.signals import m2m_changed, post_delete, post_save
 
 _entries: dict[str, tuple[float, object]] = {}
+_reloading = threading.Lock()  # held by the one thread reloading a run-out entry (reloads are rare: one per TTL)
 MAX_ENTRIES = 10_000
 
 
@@ -27,10 +33,20 @@ def cached_listener(path: str, load):
     hit = _entries.get(path)
     if hit is not None and hit[0] > now:
         return hit[1]
-    listener = load(path)
+    if hit is None:
+        return _store(path, load(path), now + ttl)
+    if not _reloading.acquire(blocking=False):
+        return hit[1]  # another thread is reloading: this entry serves until it has
+    try:
+        return _store(path, load(path), now + ttl)
+    finally:
+        _reloading.release()
+
+
+def _store(path: str, listener, expires: float):
     if len(_entries) >= MAX_ENTRIES:
         _entries.clear()
-    _entries[path] = (now + ttl, listener)
+    _entries[path] = (expires, listener)
     return listener
 
 

@@ -37,3 +37,53 @@ def test_unknown_paths_are_cached_and_a_new_listener_clears_them(client, user, d
         assert client.post("/listen/later", b"{}", content_type="application/json").status_code == 404
     Listener.objects.create(owner=user, name="later", path="later", auth="none")
     assert client.post("/listen/later", b"{}", content_type="application/json").status_code == 202
+
+
+def test_while_one_thread_reloads_a_run_out_entry_the_others_use_it_without_a_query(settings):
+    import threading
+
+    from listeners import cache
+
+    settings.PUSHFLOW_LISTENER_CACHE_SECONDS = 0.05
+    loads, started, release = [], threading.Event(), threading.Event()
+
+    def slow_load(path):
+        loads.append(path)
+        started.set()
+        release.wait(5)
+        return f"fresh {path}"
+
+    cache.cached_listener("p", lambda path: "first")
+    time.sleep(0.06)  # run out
+    reloader = threading.Thread(target=cache.cached_listener, args=("p", slow_load))
+    reloader.start()
+    assert started.wait(5)
+    assert cache.cached_listener("p", slow_load) == "first"  # served the entry; no second load
+    release.set()
+    reloader.join(5)
+    assert loads == ["p"]
+    assert cache.cached_listener("p", slow_load) == "fresh p"
+
+
+def test_a_run_out_entry_is_reloaded_when_nobody_else_is(settings):
+    from listeners import cache
+
+    settings.PUSHFLOW_LISTENER_CACHE_SECONDS = 0.05
+    cache.cached_listener("q", lambda path: "first")
+    time.sleep(0.06)
+    assert cache.cached_listener("q", lambda path: "second") == "second"
+
+
+def test_a_failed_reload_leaves_the_next_request_free_to_try_again(settings):
+    from listeners import cache
+
+    settings.PUSHFLOW_LISTENER_CACHE_SECONDS = 0.05
+    cache.cached_listener("r", lambda path: "first")
+    time.sleep(0.06)
+
+    def broken(path):
+        raise RuntimeError("database away")
+
+    with pytest.raises(RuntimeError):
+        cache.cached_listener("r", broken)
+    assert cache.cached_listener("r", lambda path: "again") == "again"
