@@ -66,6 +66,17 @@ def test_a_message_waiting_for_its_retry_time_is_not_dispatched_early(async_flow
     assert dispatcher.dispatch_once() == (0, True)
 
 
+def test_a_round_takes_only_due_undispatched_queued_messages_up_to_its_limit(async_flow, published):
+    due_retry, running, told, *fresh = accept(async_flow.listener, 6)
+    Message.objects.filter(pk=due_retry).update(next_attempt_at=timezone.now() - timedelta(seconds=1))
+    Message.objects.filter(pk=running).update(status=Message.Status.RUNNING)
+    Message.objects.filter(pk=told).update(enqueued_at=timezone.now())
+    assert dispatcher.claim_undispatched(limit=2) == [due_retry, fresh[0]]  # oldest first, as the ids read back
+    assert dispatcher.claim_undispatched() == fresh[1:]
+    assert dispatcher.claim_undispatched() == []
+    assert Message.objects.get(pk=running).enqueued_at is None
+
+
 def test_the_dispatcher_thread_is_woken_by_the_commit(async_flow, published):
     worker = dispatcher.start_dispatcher()
     try:
