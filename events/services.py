@@ -70,15 +70,27 @@ def wants_output(flow_id: int) -> bool:
     return snap.wants("output.ready", flow_id) or flow_id in snap.queue_flows
 
 
+def _interest_in(run, result) -> tuple[str, bool, bool]:
+    """The event a finished run makes, whether a subscriber wants it, whether its output must be kept."""
+    flow_id = run.flow_id
+    snap = interest.snapshot()
+    succeeded = run.status == "succeeded"
+    event = "run.succeeded" if succeeded else "run.failed"
+    want_output = succeeded and result is not None and (snap.wants("output.ready", flow_id) or flow_id in snap.queue_flows)
+    return event, snap.wants(event, flow_id), want_output
+
+
+def run_finished_is_heard(run, result) -> bool:
+    """Whether `emit_run_finished(run, result)` would record anything (a delivery, a kept output); one cached look."""
+    _, want_event, want_output = _interest_in(run, result)
+    return want_event or want_output
+
+
 def emit_run_finished(run, result) -> None:
     """A run ended: `run.succeeded` / `run.failed` to subscribers, and (succeeded) its output kept
     for `output.ready` subscribers and queues. Call inside the transaction that records the run."""
     flow = run.flow
-    snap = interest.snapshot()
-    succeeded = run.status == "succeeded"
-    event = "run.succeeded" if succeeded else "run.failed"
-    want_event = snap.wants(event, flow.pk)
-    want_output = succeeded and result is not None and (snap.wants("output.ready", flow.pk) or flow.pk in snap.queue_flows)
+    event, want_event, want_output = _interest_in(run, result)
     if not (want_event or want_output):
         return
     message = run.message
@@ -94,7 +106,7 @@ def emit_run_finished(run, result) -> None:
     if want_output:
         output = keep_output(flow, run, result)
         _enqueue_output(output)
-        if snap.wants("output.ready", flow.pk):
+        if interest.snapshot().wants("output.ready", flow.pk):
             output_data = {**data, "output": output.pk, "content_type": output.content_type, "size": output.size}
             ids += _fan_out("output.ready", flow, listener_id, output_data, output)
     _publish_on_commit(ids)

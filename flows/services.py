@@ -12,8 +12,8 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from connections.transports import TransportError
-from events.services import emit_run_finished, run_transaction, wants_output
-from lib.dbwrites import durable_transaction, execute_insert, execute_statements, insert_statement, update_statement
+from events.services import emit_run_finished, run_finished_is_heard, run_transaction, wants_output
+from lib.dbwrites import durable_transaction, execute_insert, execute_statements, execute_together, insert_statement, update_statement
 from lib.groupcommit import GroupCommit
 from listeners.dispatch import PUBLISH_BATCH, publish_many
 from listeners.models import Listener, Message
@@ -115,10 +115,15 @@ def start_run(flow: Flow, message: Message | None, trigger: str = "event") -> Fl
 
 
 def finish_run(run: FlowRun, result: RunResult | None, failure: RunFailure | None) -> None:
-    fields = end_run(run, result, failure)
-    execute_statements(update_statement(FlowRun, run.pk, {name: getattr(run, name) for name in fields}))
+    execute_statements(_run_end(run, result, failure))
     # Subscribers and pull queues hear of it when this transaction commits (one cached look when there are none).
     emit_run_finished(run, result if failure is None else None)
+
+
+def _run_end(run: FlowRun, result: RunResult | None, failure: RunFailure | None) -> tuple[str, list]:
+    """The UPDATE recording the run's end (set on the instance too)."""
+    fields = end_run(run, result, failure)
+    return update_statement(FlowRun, run.pk, {name: getattr(run, name) for name in fields})
 
 
 def end_run(run: FlowRun, result: RunResult | None, failure: RunFailure | None) -> list[str]:
@@ -226,8 +231,16 @@ def _run_claimed(message: Message, flow: Flow | None) -> FlowRun | None:
         return None
     # An async run drops its output once delivered, unless subscribers or queues take it.
     run, result, failure = _execute_run(flow, message, keep_output=wants_output(flow.pk))
+    run_end = _run_end(run, result, failure)
+    if flow.ordering == "none" and not flow.concurrency and not run_finished_is_heard(
+            run, result if failure is None else None):
+        # Most runs: nothing to record beside the two rows' ends, and nothing waits behind them.
+        execute_together(run_end, _message_end(message, failure, flow))
+        return run
     with run_transaction():  # an output kept for subscribers is moved into place only if this commits
-        finish_run(run, result, failure)
+        execute_statements(run_end)
+        # Subscribers and pull queues hear of it when this transaction commits.
+        emit_run_finished(run, result if failure is None else None)
         _finish_message(message, failure, flow)
         _wake_next(flow)
     return run
@@ -245,6 +258,11 @@ def retry_delay(flow: Flow, attempt: int) -> float | None:
 
 
 def _finish_message(message: Message, failure: RunFailure | None, flow: Flow) -> None:
+    execute_statements(_message_end(message, failure, flow))
+
+
+def _message_end(message: Message, failure: RunFailure | None, flow: Flow) -> tuple[str, list]:
+    """The UPDATE recording what a run's end means for its message: done, failed, or queued to try again."""
     now = timezone.now()
     delay = retry_delay(flow, message.attempts) if failure is not None and failure.retryable else None
     if failure is None:
@@ -259,8 +277,8 @@ def _finish_message(message: Message, failure: RunFailure | None, flow: Flow) ->
         fields = {"status": Message.Status.FAILED, "finished_at": now, "error": f"{failure.reason}{tries}"}
     # Only while the claim is still this run's: had the sweeper given the message to another
     # worker (attempts moved on), that worker's run records the end.
-    execute_statements(update_statement(Message, message.pk, fields,
-                                        only_if={"status": Message.Status.RUNNING, "attempts": message.attempts}))
+    return update_statement(Message, message.pk, fields,
+                            only_if={"status": Message.Status.RUNNING, "attempts": message.attempts})
 
 
 # Sync runs' writes from concurrent requests share transactions (see lib/groupcommit.py).

@@ -1,12 +1,13 @@
-"""lib.dbwrites.write_transaction: SQLite's write lock waited for in short polls, the connection left as it was."""
+"""lib.dbwrites: write_transaction (SQLite's write lock waited for in short polls, the connection left as it
+was) and execute_together (several updates, all or nothing)."""
 import sqlite3
 import threading
 import time
 
 import pytest
-from django.db import OperationalError, connection
+from django.db import IntegrityError, OperationalError, connection
 
-from lib.dbwrites import write_transaction
+from lib.dbwrites import execute_together, update_statement, write_transaction
 from listeners.models import Listener
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -111,3 +112,16 @@ def test_an_update_with_only_if_changes_the_row_only_while_it_still_matches(user
     assert Listener.objects.get(pk=listener.pk).name == "h"
     execute_statements(update_statement(Listener, listener.pk, {"name": "moved"}, only_if={"path": "h", "owner": user.pk}))
     assert Listener.objects.get(pk=listener.pk).name == "moved"
+
+
+def test_updates_run_together_are_all_or_nothing(user):
+    first = Listener.objects.create(owner=user, name="first", path="first")
+    second = Listener.objects.create(owner=user, name="second", path="second")
+    with pytest.raises(IntegrityError):  # the second update takes a path the first listener holds
+        execute_together(update_statement(Listener, first.pk, {"name": "renamed"}),
+                         update_statement(Listener, second.pk, {"path": "first"}))
+    first.refresh_from_db()
+    assert first.name == "first"
+    execute_together(update_statement(Listener, first.pk, {"name": "renamed"}),
+                     update_statement(Listener, second.pk, {"path": "moved"}))
+    assert set(Listener.objects.values_list("name", "path")) == {("renamed", "first"), ("second", "moved")}
