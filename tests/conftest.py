@@ -117,6 +117,18 @@ def _fresh_mapping_cache():
 
 
 @pytest.fixture(autouse=True)
+def _fresh_events_interest():
+    """The snapshot of who listens to which flow is cached per process, and flushing a test's
+    database sends no signal: a subscription of an earlier test must not make this one's runs
+    look heard of."""
+    from events import interest
+
+    interest.clear()
+    yield
+    interest.clear()
+
+
+@pytest.fixture(autouse=True)
 def _fresh_listener_limits():
     from listeners import limits
 
