@@ -176,15 +176,17 @@ def publish_delivery(delivery_id: int, manual: bool = False) -> bool:
 
 
 @contextmanager
-def run_transaction():
+def run_transaction(savepoint: bool = True):
     """`transaction.atomic()` for recording a finished run. An output file kept inside it is written under a
     temporary name and moved into place when the transaction commits; if the block fails and rolls back,
     the file is deleted at once. (A rollback further out, or a crash, leaves a `.part` file that
-    `purge_old_outputs` removes once it is PART_FILE_MAX_AGE old.)"""
+    `purge_old_outputs` removes once it is PART_FILE_MAX_AGE old.)
+    `savepoint=False`: inside a transaction whose caller rolls back all of it on any error (a group
+    commit's batch), no SAVEPOINT and RELEASE round trips."""
     pending: list[Path] = []
     token = _pending_files.set(pending)
     try:
-        with transaction.atomic():
+        with transaction.atomic(savepoint=savepoint):
             yield
     except BaseException:
         for path in pending:

@@ -323,7 +323,9 @@ def _finish_sync(flow: Flow, message: Message, run: FlowRun, result: RunResult |
                   update_statement(Message, message.pk, end))
 
     def record() -> None:
-        with run_transaction():  # a kept output file is moved into place on commit, deleted if this fails
+        # A kept output file is moved into place on commit, deleted if this fails. The group writer's
+        # transaction holds this one, and a failing batch is rolled back whole and run job by job.
+        with run_transaction(savepoint=False):
             execute_statements(*statements)
             # Inside the transaction, as finish_run does: deliveries and kept outputs commit with the run.
             emit_run_finished(run, result if failure is None else None)

@@ -55,6 +55,7 @@ def test_a_sync_request_writes_four_rows_in_two_transactions_and_reads_nothing_b
         "UPDATE flows_flowrun", "UPDATE listeners_message",  # ended together
     ]
     assert statements.count("COMMIT") == 2
+    assert not [s for s in statements if "SAVEPOINT" in s]  # the end's transaction is the writer's own
     reads = [q["sql"] for q in queries.captured_queries
              if q["sql"].startswith("SELECT") and ("listeners_message" in q["sql"] or "flows_flow" in q["sql"])]
     assert reads == []  # the rows in hand are not read again

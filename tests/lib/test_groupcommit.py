@@ -3,7 +3,7 @@ import threading
 import time
 
 import pytest
-from django.db import IntegrityError, close_old_connections, connection
+from django.db import IntegrityError, close_old_connections, connection, connections
 
 from lib.groupcommit import GroupCommit
 from listeners.models import Listener
@@ -75,3 +75,49 @@ def test_without_grouping_it_runs_on_the_callers_connection(user):
     caller = threading.get_ident()
     ran_on = writer.run(lambda: threading.get_ident(), group=False)
     assert ran_on == caller and writer._thread is None
+
+
+def test_a_connection_that_just_ran_a_clean_batch_is_not_tested_again_but_one_after_an_error_or_idle_is(
+        user, monkeypatch):
+    # As in production (the PostgreSQL test settings turn both off): kept connections, tested.
+    monkeypatch.setitem(connections.settings["default"], "CONN_HEALTH_CHECKS", True)
+    monkeypatch.setitem(connections.settings["default"], "CONN_MAX_AGE", 60)
+    tests = []
+    wrapper_class = type(connections["default"])
+    real_is_usable = wrapper_class.is_usable
+
+    def counted(self):
+        if threading.current_thread().name == "test-writer":
+            tests.append(time.monotonic())
+        return real_is_usable(self)
+
+    monkeypatch.setattr(wrapper_class, "is_usable", counted)
+    writer = GroupCommit("test-writer")
+
+    def count_listeners():
+        return Listener.objects.count()
+
+    def fail_with_a_database_error():
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT * FROM no_such_table")
+
+    assert writer.run(count_listeners) == 0  # a fresh connection
+    assert writer.run(count_listeners) == 0  # committed a moment ago: no test round trip
+    assert tests == []
+    with pytest.raises(Exception, match="no_such_table"):
+        writer.run(fail_with_a_database_error)
+    writer.run(count_listeners)
+    assert len(tests) >= 1  # after a database error the connection is tested before it is used again
+    tests.clear()
+    writer.trusted_for = 0  # as if the last clean batch were long ago
+    writer.run(count_listeners)
+    assert len(tests) == 1
+    def past_its_age():  # closed after this batch, so the test database can go
+        connections["default"].close_at = 0
+        return connections["default"]
+
+    writers_connection = writer.run(past_its_age)
+    deadline = time.monotonic() + 5  # the caller is answered before the writer tidies up after the batch
+    while writers_connection.connection is not None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert writers_connection.connection is None
