@@ -3,7 +3,7 @@ import threading
 import time
 
 import pytest
-from django.db import IntegrityError, close_old_connections, connection, connections
+from django.db import DatabaseError, IntegrityError, close_old_connections, connection, connections
 
 from lib.groupcommit import GroupCommit
 from listeners.models import Listener
@@ -104,7 +104,7 @@ def test_a_connection_that_just_ran_a_clean_batch_is_not_tested_again_but_one_af
     assert writer.run(count_listeners) == 0  # a fresh connection
     assert writer.run(count_listeners) == 0  # committed a moment ago: no test round trip
     assert tests == []
-    with pytest.raises(Exception, match="no_such_table"):
+    with pytest.raises(DatabaseError, match="no_such_table"):
         writer.run(fail_with_a_database_error)
     writer.run(count_listeners)
     assert len(tests) >= 1  # after a database error the connection is tested before it is used again
@@ -112,6 +112,7 @@ def test_a_connection_that_just_ran_a_clean_batch_is_not_tested_again_but_one_af
     writer.trusted_for = 0  # as if the last clean batch were long ago
     writer.run(count_listeners)
     assert len(tests) == 1
+
     def past_its_age():  # closed after this batch, so the test database can go
         connections["default"].close_at = 0
         return connections["default"]
