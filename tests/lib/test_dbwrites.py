@@ -1,11 +1,18 @@
 """lib.dbwrites: write_transaction (SQLite's write lock waited for in short polls, the connection left as it
 was) and execute_together (several updates, all or nothing)."""
+import datetime as dt
+import json
 import sqlite3
 import threading
 import time
+import uuid
+import warnings
 
 import pytest
 from django.db import IntegrityError, OperationalError, connection
+from django.utils import timezone
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from lib.dbwrites import execute_together, update_statement, write_transaction
 from listeners.models import Listener
@@ -125,3 +132,75 @@ def test_updates_run_together_are_all_or_nothing(user):
     execute_together(update_statement(Listener, first.pk, {"name": "renamed"}),
                      update_statement(Listener, second.pk, {"path": "moved"}))
     assert set(Listener.objects.values_list("name", "path")) == {("renamed", "first"), ("second", "moved")}
+
+
+# --- the prepared parameters are Django's own -------------------------------------------------------------
+
+def _comparable(param):
+    """A parameter as the database would read it: a JSON document by its decoded text, or REFUSED
+    where encoding it fails (psycopg encodes it when the statement runs)."""
+    from psycopg import Binary
+    from psycopg.types.json import Jsonb
+
+    if isinstance(param, Binary):  # no equality of its own
+        return ("binary", param.obj)
+    if isinstance(param, Jsonb):
+        try:
+            return ("json", json.loads((param.dumps or json.dumps)(param.obj)))
+        except (TypeError, ValueError):
+            return REFUSED
+    return param
+
+
+REFUSED = ("refused",)
+
+
+_values = st.one_of(
+    st.none(), st.text(max_size=20), st.integers(-2**70, 2**70), st.booleans(), st.binary(max_size=10),
+    st.uuids(), st.datetimes(timezones=st.none() | st.just(dt.UTC)),
+    st.dictionaries(st.text(max_size=5) | st.integers(0, 9), st.text(max_size=5) | st.integers() | st.none(), max_size=3),
+    st.lists(st.integers() | st.text(max_size=5), max_size=3),
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_every_prepared_parameter_is_what_the_field_would_give_the_database(data):
+    """For every column the prebuilt statements write, any value: the same parameter as
+    `field.get_db_prep_save` gives, or the same refusal."""
+    from flows.models import FlowRun
+    from lib.dbwrites import _insert_plan, _prepared
+    from listeners.models import Message
+
+    model = data.draw(st.sampled_from([Message, FlowRun, Listener]))
+    _, plan = _insert_plan(model, connection.vendor)
+    field, _, plain = data.draw(st.sampled_from(plan))
+    value = data.draw(_values)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a naive datetime, which Django warns of
+        try:
+            expected = _comparable(field.get_db_prep_save(value, connection))
+        except Exception as exc:  # noqa: BLE001 — whatever Django refuses with, the fast path refuses too
+            with pytest.raises(type(exc)):
+                _prepared(field, value, plain, connection)
+            return
+        prepared = _comparable(_prepared(field, value, plain, connection))
+        # What the standard JSON encoder refuses (a UUID in a document) orjson may encode instead.
+        assert prepared == expected or expected is REFUSED
+
+
+def test_plain_values_pass_through_on_each_column_kind():
+    """The fast path is taken (not only correct by falling back): plain values of each kind come back as they are."""
+    from lib.dbwrites import _insert_plan, _prepared
+    from listeners.models import Message
+
+    _, plan = _insert_plan(Message, connection.vendor)
+    by_name = {field.name: (field, plain) for field, _, plain in plan}
+    for name, value in (("path", "/listen/a"), ("size", 12), ("listener", 3)):
+        field, plain = by_name[name]
+        assert _prepared(field, value, plain, connection) is value
+    if connection.vendor == "postgresql":
+        now, key = timezone.now(), uuid.uuid4()
+        for name, value in (("received_at", now), ("id", key)):
+            field, plain = by_name[name]
+            assert _prepared(field, value, plain, connection) is value
