@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from datetime import timedelta
@@ -13,7 +14,16 @@ from django.utils import timezone
 
 from connections.transports import TransportError
 from events.services import emit_run_finished, run_finished_is_heard, run_transaction, wants_output
-from lib.dbwrites import durable_transaction, execute_insert, execute_statements, execute_together, insert_statement, update_statement
+from lib.dbwrites import (
+    durable_transaction,
+    execute_insert,
+    execute_statements,
+    execute_together,
+    insert_statement,
+    mark_saved,
+    one_statement,
+    update_statement,
+)
 from lib.groupcommit import GroupCommit
 from listeners.dispatch import PUBLISH_BATCH, publish_many
 from listeners.models import Listener, Message
@@ -300,12 +310,17 @@ def start_sync_run(listener: Listener, flow: Flow, message: Message, data: bytes
     message.status, message.claimed_at, message.attempts = Message.Status.RUNNING, timezone.now(), 1
     run = FlowRun(flow=flow, message=message, trigger="event", attempt=1, bytes_read=message.size)
     store_message, store_run = insert_statement(message), insert_statement(run)
+    single = one_statement(store_message, store_run)  # on PostgreSQL: one round trip, committing itself
 
     def store() -> None:
-        execute_insert(message, store_message)
-        execute_insert(run, store_run)
+        if single is not None:
+            execute_insert(run, single)
+            mark_saved(message)
+        else:
+            execute_insert(message, store_message)
+            execute_insert(run, store_run)
 
-    sync_writes.run(store, group=settings.PUSHFLOW_GROUP_COMMIT)
+    sync_writes.run(store, group=settings.PUSHFLOW_GROUP_COMMIT, self_committing=single is not None)
     return run
 
 
@@ -321,7 +336,18 @@ def _finish_sync(flow: Flow, message: Message, run: FlowRun, result: RunResult |
         end.update(status=Message.Status.FAILED, error=failure.reason, response_status=422 if failure.bad_data else 500)
     statements = (update_statement(FlowRun, run.pk, {name: getattr(run, name) for name in fields}),
                   update_statement(Message, message.pk, end))
+    heard = run_finished_is_heard(run, result if failure is None else None)
+    single = None if heard or flow.ordering != "none" or flow.concurrency else one_statement(*statements)
+    if single is not None:  # most sync runs: nothing to record beside the two ends, nothing waits behind them
+        sync_writes.run(lambda: execute_statements(single), group=settings.PUSHFLOW_GROUP_COMMIT, self_committing=True)
+    else:
+        sync_writes.run(_record_sync_end(flow, run, result, failure, statements), group=settings.PUSHFLOW_GROUP_COMMIT)
+    for name, value in end.items():
+        setattr(message, name, value)
 
+
+def _record_sync_end(flow: Flow, run: FlowRun, result: RunResult | None, failure: RunFailure | None,
+                     statements: tuple) -> Callable[[], None]:
     def record() -> None:
         # A kept output file is moved into place on commit, deleted if this fails. The group writer's
         # transaction holds this one, and a failing batch is rolled back whole and run job by job.
@@ -331,9 +357,7 @@ def _finish_sync(flow: Flow, message: Message, run: FlowRun, result: RunResult |
             emit_run_finished(run, result if failure is None else None)
             _wake_next(flow)  # an ordered or capped flow: what waited behind this run may go now
 
-    sync_writes.run(record, group=settings.PUSHFLOW_GROUP_COMMIT)
-    for name, value in end.items():
-        setattr(message, name, value)
+    return record
 
 
 _sync_pool = ThreadPoolExecutor(max_workers=32, thread_name_prefix="sync-flow")

@@ -217,8 +217,7 @@ def execute_insert(instance: models.Model, statement: tuple[str, list]) -> None:
             cursor.execute(sql, params)
             if auto is not None:
                 instance.pk = cursor.lastrowid
-    instance._state.adding = False
-    instance._state.db = db.alias
+    mark_saved(instance)
 
 
 def update_statement(model: type[models.Model], pk, values: dict, only_if: dict | None = None) -> tuple[str, list]:
@@ -250,20 +249,37 @@ def execute_statements(*statements: tuple[str, list]) -> None:
 def execute_together(*updates: tuple[str, list]) -> None:
     """Run `update_statement`s as one transaction, committed when this returns.
 
-    On PostgreSQL outside a transaction they go as one statement (each but the last in a
-    data-modifying WITH, which runs in full whether or not it is read) that commits by
-    itself: one round trip instead of BEGIN, each UPDATE and COMMIT. Recording a run's end
-    took four round trips per message in the worker. Elsewhere, or inside a transaction the
-    caller holds, they run one by one in a transaction. Each must touch rows the others don't:
-    in one statement, every part sees the rows as they were before it."""
+    On PostgreSQL outside a transaction they go as `one_statement`, which commits by itself:
+    one round trip instead of BEGIN, each UPDATE and COMMIT. Recording a run's end took four
+    round trips per message in the worker. Elsewhere, or inside a transaction the caller
+    holds, they run one by one in a transaction."""
     db = connections[DEFAULT_DB_ALIAS]
-    if db.vendor != "postgresql" or db.in_atomic_block or len(updates) < 2:
+    single = one_statement(*updates) if not db.in_atomic_block else None
+    if single is None:
         with transaction.atomic():
             execute_statements(*updates)
         return
-    *first, (last_sql, last_params) = updates
+    execute_statements(single)
+
+
+def one_statement(*statements: tuple[str, list]) -> tuple[str, list] | None:
+    """Several prebuilt INSERTs and UPDATEs as one statement, or None where the database has no such
+    form (only PostgreSQL has: each but the last in a data-modifying WITH, which runs in full whether
+    or not it is read). Alone, outside a transaction, it commits by itself: all or nothing, in one
+    round trip. Each must touch rows the others don't, for every part sees the rows as they were
+    before the statement (foreign keys between them are checked at its end, so a row and a row that
+    refers to it may go together)."""
+    if connections[DEFAULT_DB_ALIAS].vendor != "postgresql" or len(statements) < 2:
+        return None
+    *first, (last_sql, last_params) = statements
     sql = "WITH " + ", ".join(f"step_{n} AS ({step_sql})" for n, (step_sql, _) in enumerate(first)) + " " + last_sql
-    execute_statements((sql, [*(value for _, params in first for value in params), *last_params]))
+    return sql, [*(value for _, params in first for value in params), *last_params]
+
+
+def mark_saved(instance: models.Model) -> None:
+    """`instance`, inserted by a prebuilt statement, counts as saved (as `execute_insert` leaves it)."""
+    instance._state.adding = False
+    instance._state.db = DEFAULT_DB_ALIAS
 
 
 @contextmanager

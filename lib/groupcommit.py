@@ -137,22 +137,27 @@ class BatchWriter:
 
 
 class _Job(Completion):
-    __slots__ = ("action", "result")
+    __slots__ = ("action", "result", "self_committing")
 
-    def __init__(self, action: Callable):
+    def __init__(self, action: Callable, self_committing: bool = False):
         super().__init__()
         self.action = action
         self.result = None
+        self.self_committing = self_committing
 
 
 class GroupCommit(BatchWriter):
     """Callers' write actions run together; `run` blocks until the action's writes are committed or fail."""
 
-    def run(self, action: Callable[[], T], group: bool = True) -> T:
-        """`action()` committed (grouped with other callers' actions when `group`); its result."""
+    def run(self, action: Callable[[], T], group: bool = True, self_committing: bool = False) -> T:
+        """`action()` committed (grouped with other callers' actions when `group`); its result.
+
+        `self_committing`: the action is one statement that commits by itself (see
+        `lib.dbwrites.one_statement`); with no other action waiting it runs so, without a
+        transaction around it (two round trips fewer: BEGIN and COMMIT)."""
         if not group or connection.in_atomic_block:
-            return write_transaction(action)
-        job = _Job(action)
+            return action() if self_committing and not connection.in_atomic_block else write_transaction(action)
+        job = _Job(action, self_committing)
         self._submit(job)
         return job.result
 
@@ -173,7 +178,10 @@ class GroupCommit(BatchWriter):
 
     def _write_alone(self, job: _Job) -> None:
         try:
-            job.result = write_transaction(job.action, dedicated=self._on_writer_thread())
+            if job.self_committing and not connection.in_atomic_block:
+                job.result = job.action()
+            else:
+                job.result = write_transaction(job.action, dedicated=self._on_writer_thread())
         except Exception as exc:  # the caller's to handle (a duplicate key, the store down)
             job.fail(exc)
             if not connection.is_usable():

@@ -122,3 +122,51 @@ def test_a_connection_that_just_ran_a_clean_batch_is_not_tested_again_but_one_af
     while writers_connection.connection is not None and time.monotonic() < deadline:
         time.sleep(0.01)
     assert writers_connection.connection is None
+
+
+def test_a_self_committing_job_alone_runs_without_a_transaction_and_with_others_inside_theirs(user):
+    writer = GroupCommit("test-writer")
+    seen = []
+
+    def looks(name):
+        def action():
+            seen.append((name, connection.in_atomic_block))
+            return Listener.objects.create(owner=user, name=name, path=name).path
+        return action
+
+    assert writer.run(looks("alone"), self_committing=True) == "alone"
+    gate = threading.Event()
+    first_threads, _ = in_threads(writer, [lambda: gate.wait(5)])
+    time.sleep(0.2)  # the next two wait and go as one batch
+    jobs = [threading.Thread(target=lambda: writer.run(looks("batched"), self_committing=True)),
+            threading.Thread(target=lambda: writer.run(looks("other")))]
+    for t in jobs:
+        t.start()
+    time.sleep(0.2)
+    gate.set()
+    for t in first_threads + jobs:
+        t.join(10)
+    assert dict(seen) == {"alone": False, "batched": True, "other": True}
+    assert sorted(Listener.objects.values_list("path", flat=True)) == ["alone", "batched", "other"]
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="a statement with several writes is PostgreSQL's")
+def test_one_statement_writes_all_its_rows_or_none(user):
+    from lib.dbwrites import execute_insert, insert_statement, one_statement, update_statement
+    from listeners.models import Message
+
+    listener = Listener.objects.create(owner=user, name="s", path="s")
+    message = Message.fresh(method="POST", path="/listen/s")
+    message.listener, message.owner_id = listener, user.pk
+    message.store_body(b"{}")
+    later = Listener(owner=user, name="later", path="later")
+    execute_insert(later, one_statement(insert_statement(message), insert_statement(later)))
+    assert Message.objects.filter(pk=message.pk).exists() and Listener.objects.filter(pk=later.pk).exists()
+    other = Message.fresh(method="POST", path="/listen/s")
+    other.listener, other.owner_id = listener, user.pk
+    other.store_body(b"{}")
+    with pytest.raises(IntegrityError):  # the second part takes a path taken: the first part is undone too
+        execute_insert(Listener(owner=user, name="x", path="s"),
+                       one_statement(insert_statement(other), insert_statement(Listener(owner=user, name="x", path="s"))))
+    assert not Message.objects.filter(pk=other.pk).exists()
+    assert one_statement(update_statement(Listener, listener.pk, {"name": "t"})) is None  # one is already one
