@@ -115,9 +115,25 @@ def durable_transaction():
 
 def insert_statement(instance: models.Model) -> tuple[str, list]:
     """(sql, params) inserting this unsaved instance; an auto primary key is left to the database."""
-    db = connections[DEFAULT_DB_ALIAS]
-    sql, plan = _insert_plan(type(instance), db.vendor)
-    return sql, [_prepared(field, value_of(instance), plain, db) for field, value_of, plain in plan]
+    sql, (params,) = insert_rows([instance])
+    return sql, params
+
+
+def insert_rows(instances: list[models.Model]) -> tuple[str, list[list]]:
+    """(sql, params of each row) inserting these unsaved instances of one model; an auto primary
+    key is left to the database."""
+    db = connections[DEFAULT_DB_ALIAS]  # the thread's own wrapper, not the proxy looked up per field
+    sql, plan = _insert_plan(type(instances[0]), db.vendor)
+    return sql, [[_prepared(field, value_of(instance), plain, db) for field, value_of, plain in plan]
+                 for instance in instances]
+
+
+@cache
+def copy_statement(model: type[models.Model]) -> str:
+    """PostgreSQL's `COPY ... FROM STDIN` of the columns `insert_rows` fills, in that order."""
+    quote = connections[DEFAULT_DB_ALIAS].ops.quote_name
+    columns = ", ".join(quote(f.column) for f in _insert_fields(model))
+    return f"COPY {quote(model._meta.db_table)} ({columns}) FROM STDIN"
 
 
 def _prepared(field, value, plain: tuple, db):
