@@ -242,8 +242,7 @@ def _run_claimed(message: Message, flow: Flow | None) -> FlowRun | None:
     # An async run drops its output once delivered, unless subscribers or queues take it.
     run, result, failure = _execute_run(flow, message, keep_output=wants_output(flow.pk))
     run_end = _run_end(run, result, failure)
-    if flow.ordering == "none" and not flow.concurrency and not run_finished_is_heard(
-            run, result if failure is None else None):
+    if _ends_alone(flow, run, result, failure):
         # Most runs: nothing to record beside the two rows' ends, and nothing waits behind them.
         execute_together(run_end, _message_end(message, failure, flow))
         return run
@@ -254,6 +253,13 @@ def _run_claimed(message: Message, flow: Flow | None) -> FlowRun | None:
         _finish_message(message, failure, flow)
         _wake_next(flow)
     return run
+
+
+def _ends_alone(flow: Flow, run: FlowRun, result: RunResult | None, failure: RunFailure | None) -> bool:
+    """Whether a run's end is only its two rows' ends: nobody hears of it (no subscriber, no kept
+    output) and its flow neither orders nor caps its runs (nothing waits behind it)."""
+    return flow.ordering == "none" and not flow.concurrency and not run_finished_is_heard(
+        run, result if failure is None else None)
 
 
 def retry_delay(flow: Flow, attempt: int) -> float | None:
@@ -336,8 +342,7 @@ def _finish_sync(flow: Flow, message: Message, run: FlowRun, result: RunResult |
         end.update(status=Message.Status.FAILED, error=failure.reason, response_status=422 if failure.bad_data else 500)
     statements = (update_statement(FlowRun, run.pk, {name: getattr(run, name) for name in fields}),
                   update_statement(Message, message.pk, end))
-    heard = run_finished_is_heard(run, result if failure is None else None)
-    single = None if heard or flow.ordering != "none" or flow.concurrency else one_statement(*statements)
+    single = one_statement(*statements) if _ends_alone(flow, run, result, failure) else None
     if single is not None:  # most sync runs: nothing to record beside the two ends, nothing waits behind them
         sync_writes.run(lambda: execute_statements(single), group=settings.PUSHFLOW_GROUP_COMMIT, self_committing=True)
     else:

@@ -156,7 +156,7 @@ class GroupCommit(BatchWriter):
         `lib.dbwrites.one_statement`); with no other action waiting it runs so, without a
         transaction around it (two round trips fewer: BEGIN and COMMIT)."""
         if not group or connection.in_atomic_block:
-            return action() if self_committing and not connection.in_atomic_block else write_transaction(action)
+            return _committed(action, self_committing)
         job = _Job(action, self_committing)
         self._submit(job)
         return job.result
@@ -178,10 +178,7 @@ class GroupCommit(BatchWriter):
 
     def _write_alone(self, job: _Job) -> None:
         try:
-            if job.self_committing and not connection.in_atomic_block:
-                job.result = job.action()
-            else:
-                job.result = write_transaction(job.action, dedicated=self._on_writer_thread())
+            job.result = _committed(job.action, job.self_committing, dedicated=self._on_writer_thread())
         except Exception as exc:  # the caller's to handle (a duplicate key, the store down)
             job.fail(exc)
             if not connection.is_usable():
@@ -191,3 +188,11 @@ class GroupCommit(BatchWriter):
 
     def _on_writer_thread(self) -> bool:
         return self._thread is threading.current_thread()
+
+
+def _committed(action: Callable[[], T], self_committing: bool, dedicated: bool = False) -> T:
+    """`action()` committed: by itself if it is one self-committing statement and no transaction is
+    open, otherwise in a `write_transaction`."""
+    if self_committing and not connection.in_atomic_block:
+        return action()
+    return write_transaction(action, dedicated=dedicated)
