@@ -17,6 +17,7 @@ from events.services import emit_run_finished, run_finished_is_heard, run_transa
 from lib.dbwrites import (
     durable_transaction,
     execute_insert,
+    execute_insert_after,
     execute_statements,
     execute_together,
     insert_statement,
@@ -117,11 +118,35 @@ def _flow_for(message: Message) -> Flow | None:
     return _flows_for([message]).get(message.flow_id)
 
 
-def start_run(flow: Flow, message: Message | None, trigger: str = "event") -> FlowRun:
-    """A running run with nothing read yet; the engine's RunProgress fills in the counts as it goes."""
+def start_run(flow: Flow, message: Message | None, trigger: str = "event", after: tuple = ()) -> FlowRun:
+    """A running run with nothing read yet; the engine's RunProgress fills in the counts as it goes.
+    `after`: prebuilt statements (the previous run's end) committed together with the run's row."""
     run = FlowRun(flow=flow, message=message, trigger=trigger, attempt=message.attempts if message else 1)
-    execute_insert(run, insert_statement(run))  # the SQL built directly: the ORM's compiling cost more than the insert
+    # The SQL built directly: the ORM's compiling cost more than the insert.
+    execute_insert_after(run, insert_statement(run), after)
     return run
+
+
+class CarriedEnd:
+    """The end of a task's latest run (its run's and its message's UPDATEs), not yet recorded: it
+    goes with the next run's start, committed together (on PostgreSQL one statement), or by itself
+    when no run follows. Each run in the worker took two commits, its start and its end, and
+    waiting for them was about two thirds of a run's time (bench/latency.py's flow)."""
+
+    __slots__ = ("statements",)
+
+    def __init__(self) -> None:
+        self.statements: tuple = ()
+
+    def take(self) -> tuple:
+        statements, self.statements = self.statements, ()
+        return statements
+
+    def record(self) -> None:
+        """Commit the carried end now (nothing if none is carried)."""
+        statements = self.take()
+        if statements:
+            execute_together(*statements)
 
 
 def finish_run(run: FlowRun, result: RunResult | None, failure: RunFailure | None) -> None:
@@ -163,10 +188,12 @@ def message_metadata(message: Message) -> dict:
     }
 
 
-def _execute_run(flow: Flow, message: Message, keep_output: bool = True) -> tuple[FlowRun, RunResult | None, RunFailure | None]:
-    """Start a run row and execute the flow on the message's body; the caller records the end.
-    `keep_output`: the caller answers with the output (sync); an async run drops it once delivered."""
-    run = start_run(flow, message)
+def _execute_run(flow: Flow, message: Message, keep_output: bool = True,
+                 after: tuple = ()) -> tuple[FlowRun, RunResult | None, RunFailure | None]:
+    """Start a run row (committed with `after`, see `start_run`) and execute the flow on the
+    message's body; the caller records the end. `keep_output`: the caller answers with the
+    output (sync); an async run drops it once delivered."""
+    run = start_run(flow, message, after=after)
     return (run, *_execute(flow, message, run, keep_output))
 
 
@@ -197,10 +224,12 @@ def run_messages(message_ids: list) -> int:
 
     The messages of flows that neither order nor cap their runs (most) are claimed
     together, with their rows and flows read in one query each, instead of three
-    statements per message; their claims are kept alive until each has run. Each run's
-    end is recorded as soon as it ends (recording a task's ends together was measured and
-    dropped: a worker killed mid-task then ran every unrecorded message a second time).
-    The rest (ordered or capped flows, a duplicate delivery) go through `run_message`."""
+    statements per message; their claims are kept alive until each has run. A run's end
+    is committed together with the next run's start (`CarriedEnd`), at the moment both
+    happen, so a worker killed mid-task runs again only the message it was running
+    (recording a task's ends together at its end was measured and dropped: a worker
+    killed mid-task then ran every unrecorded message a second time). The rest (ordered
+    or capped flows, a duplicate delivery) go through `run_message`."""
     now = timezone.now()
     claimed = Message.objects.filter(_due(now), UNORDERED, pk__in=message_ids).update(**_claim_fields(now))
     mine = {}
@@ -209,18 +238,30 @@ def run_messages(message_ids: list) -> int:
                                                               claimed_at=now)}
     flows = _flows_for(mine.values())
     ran = 0
+    carried = CarriedEnd()
     try:
         with leases.held(*(m.pk for m in mine.values())):
             for message_id in message_ids:
                 message = mine.pop(str(message_id), None)
                 if message is not None:
-                    ran += _run_claimed(message, flows.get(message.flow_id)) is not None
+                    ran += _run_claimed(message, flows.get(message.flow_id), carried) is not None
                 else:
+                    carried.record()
                     ran += run_message(message_id) is not None
+            carried.record()
     finally:
+        if carried.statements:  # a run broke off the task: the run before it still ends as it did
+            _record_before_leaving(carried)
         if mine:  # a run broke off the task: the claims not yet run go back, untried, for another delivery
             _hand_back(list(mine), now)
     return ran
+
+
+def _record_before_leaving(carried: CarriedEnd) -> None:
+    try:
+        carried.record()
+    except DatabaseError as exc:  # the store is away: the run's lease lapses and the sweeper queues it again
+        log.warning("could not record the end of a run: %s", exc.__class__.__name__)
 
 
 def _hand_back(message_ids: list, claimed_at) -> None:
@@ -231,20 +272,29 @@ def _hand_back(message_ids: list, claimed_at) -> None:
         log.warning("could not hand back %d claimed messages: %s", len(message_ids), exc.__class__.__name__)
 
 
-def _run_claimed(message: Message, flow: Flow | None) -> FlowRun | None:
-    """Run the flow of a message this process has claimed, and record the end."""
+def _run_claimed(message: Message, flow: Flow | None, carried: CarriedEnd | None = None) -> FlowRun | None:
+    """Run the flow of a message this process has claimed, and record the end. With `carried`,
+    the run's start commits the end carried there, and an end with nothing beside its two
+    rows is left there, for the next run's start (or the caller) to commit."""
     if flow is None or not flow.enabled:
+        if carried is not None:
+            carried.record()
         Message.objects.filter(pk=message.pk).update(
             status=Message.Status.FAILED, finished_at=timezone.now(),
             error="no enabled flow for this listener when the message ran",
         )
         return None
     # An async run drops its output once delivered, unless subscribers or queues take it.
-    run, result, failure = _execute_run(flow, message, keep_output=wants_output(flow.pk))
+    run, result, failure = _execute_run(flow, message, keep_output=wants_output(flow.pk),
+                                        after=carried.take() if carried is not None else ())
     run_end = _run_end(run, result, failure)
     if _ends_alone(flow, run, result, failure):
         # Most runs: nothing to record beside the two rows' ends, and nothing waits behind them.
-        execute_together(run_end, _message_end(message, failure, flow))
+        ends = (run_end, _message_end(message, failure, flow))
+        if carried is not None:
+            carried.statements = ends
+        else:
+            execute_together(*ends)
         return run
     with run_transaction():  # an output kept for subscribers is moved into place only if this commits
         execute_statements(run_end)

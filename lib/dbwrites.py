@@ -236,6 +236,23 @@ def execute_insert(instance: models.Model, statement: tuple[str, list]) -> None:
     mark_saved(instance)
 
 
+def execute_insert_after(instance: models.Model, insert: tuple[str, list], statements: tuple = ()) -> None:
+    """`statements` (prebuilt UPDATEs of other rows), then the `insert_statement` of `instance`,
+    committed together: as `one_statement` on PostgreSQL outside a transaction (one round trip
+    and one commit), else in one transaction. With no statements, `execute_insert`."""
+    db = connections[DEFAULT_DB_ALIAS]
+    if not statements:
+        execute_insert(instance, insert)
+        return
+    single = one_statement(*statements, insert) if not db.in_atomic_block else None
+    if single is not None:
+        execute_insert(instance, single)
+        return
+    with transaction.atomic():
+        execute_statements(*statements)
+        execute_insert(instance, insert)
+
+
 def update_statement(model: type[models.Model], pk, values: dict, only_if: dict | None = None) -> tuple[str, list]:
     """(sql, params) setting `values` (field name -> plain value) on the row with primary key `pk`,
     and only while its fields still equal `only_if` (field name -> plain value), if given."""

@@ -4,6 +4,8 @@ import time
 from datetime import timedelta
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from connections.transports import TransportError
@@ -15,6 +17,7 @@ from listeners import services as listener_services
 from listeners.dispatcher import DISPATCH_BATCH
 from listeners.models import Message
 from listeners.services import requeue_due_messages, sweep_queued_messages
+from tests.flows.test_sync_runs import written
 
 pytestmark = pytest.mark.django_db
 
@@ -180,6 +183,41 @@ def test_a_task_of_several_messages_runs_each_once_in_order(async_flow, tmp_path
     assert set(Message.objects.filter(pk__in=ids).values_list("status", "attempts")) == {("succeeded", 1)}
 
 
+def commits(queries: list[dict]) -> list[list[str]]:
+    """The rows each commit wrote (see `written`): a statement outside BEGIN ... COMMIT commits by itself."""
+    groups, transaction = [], None
+    for query in queries:
+        sql = query["sql"]
+        if sql.startswith("BEGIN"):
+            transaction = []
+        elif sql == "COMMIT":
+            groups.append(transaction)
+            transaction = None
+        elif written(sql):
+            if transaction is None:
+                groups.append(written(sql))
+            else:
+                transaction += written(sql)
+    return groups
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_task_commits_each_runs_end_together_with_the_next_runs_start(async_flow):
+    messages = [queued(async_flow) for _ in range(3)]
+    run_messages([str(queued(async_flow).pk)])  # the flow's lookups cached, its mapping compiled
+    with CaptureQueriesContext(connection) as queries:
+        assert run_messages([str(m.pk) for m in messages]) == 3
+    groups = commits(queries.captured_queries)
+    start, end = ["INSERT flows_flowrun"], ["UPDATE flows_flowrun", "UPDATE listeners_message"]
+    assert groups == [["UPDATE listeners_message"], start, end + start, end + start, end]  # the claim, then the runs
+    if connection.vendor == "postgresql":  # each commit one statement: a round trip per run, and one more per task
+        assert [q["sql"].split()[0] for q in queries.captured_queries if written(q["sql"])] == [
+            "UPDATE", "INSERT", "WITH", "WITH", "WITH"]
+    for message in messages:
+        message.refresh_from_db()
+        assert (message.status, message.runs.get().status) == ("succeeded", "succeeded")
+
+
 def test_a_task_mixing_flows_that_order_their_runs_and_messages_not_due(async_flow):
     ordered = Flow.objects.get(pk=async_flow.pk)
     ordered.pk, ordered.listener, ordered.name, ordered.ordering = None, None, "fifo copy", "fifo"
@@ -199,9 +237,9 @@ def test_the_claims_of_a_task_are_kept_alive_until_each_message_has_run(async_fl
     held_while_running = []
     real = flow_services._execute_run
 
-    def spy(flow, message, keep_output=True):
+    def spy(flow, message, **options):
         held_while_running.append(sorted(str(pk) for pk in leases.holding()))
-        return real(flow, message, keep_output)
+        return real(flow, message, **options)
 
     monkeypatch.setattr(flow_services, "_execute_run", spy)
     run_messages([str(m.pk) for m in messages])
@@ -214,10 +252,10 @@ def test_when_a_run_breaks_off_its_task_the_messages_not_yet_run_go_back_untried
     messages = [queued(async_flow) for _ in range(3)]
     real = flow_services._run_claimed
 
-    def second_breaks(message, flow):
+    def second_breaks(message, flow, carried=None):
         if message.pk == messages[1].pk:
             raise RuntimeError("the worker's database connection broke")
-        return real(message, flow)
+        return real(message, flow, carried)
 
     monkeypatch.setattr(flow_services, "_run_claimed", second_breaks)
     with pytest.raises(RuntimeError):
