@@ -85,7 +85,7 @@ class FlowRun(models.Model):
         SUCCEEDED = "succeeded"
         FAILED = "failed"
 
-    flow = models.ForeignKey(Flow, on_delete=models.CASCADE, related_name="runs")
+    flow = models.ForeignKey(Flow, on_delete=models.CASCADE, related_name="runs", db_index=False)  # see Meta.indexes
     message = models.ForeignKey(
         "listeners.Message", null=True, blank=True, on_delete=models.CASCADE, related_name="runs"
     )

@@ -135,11 +135,14 @@ class Message(models.Model):
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     owner = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+",
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+", db_index=False,
         help_text="Owner of the listener at arrival; keeps the message visible if the listener goes.",
     )
-    listener = models.ForeignKey(Listener, null=True, on_delete=models.SET_NULL, related_name="messages")
-    flow = models.ForeignKey("flows.Flow", null=True, blank=True, on_delete=models.SET_NULL, related_name="messages")
+    # owner, listener and flow are looked up through the (column, -received_at) indexes of Meta: an index
+    # of the column alone would only be one more to write at each message's insert and status change.
+    listener = models.ForeignKey(Listener, null=True, on_delete=models.SET_NULL, related_name="messages", db_index=False)
+    flow = models.ForeignKey("flows.Flow", null=True, blank=True, on_delete=models.SET_NULL, related_name="messages",
+                             db_index=False)
     received_at = models.DateTimeField(default=timezone.now)
     method = models.CharField(max_length=10)
     path = models.CharField(max_length=300)
@@ -166,7 +169,8 @@ class Message(models.Model):
     response_content_type = models.CharField(max_length=200, blank=True, default="")
     response_body = models.BinaryField(null=True, blank=True)
     error = models.TextField(blank=True, default="")
-    resubmitted_from = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    resubmitted_from = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+                                         db_index=False)  # indexed where set (Meta): most messages are no copy
 
     class Meta:
         ordering = ["-received_at"]
@@ -175,6 +179,8 @@ class Message(models.Model):
             models.Index(fields=["listener", "-received_at"]),
             models.Index(fields=["owner", "-received_at"]),
             models.Index(fields=["flow", "-received_at"]),
+            models.Index(fields=["resubmitted_from"], name="message_resubmitted_from",
+                         condition=models.Q(resubmitted_from__isnull=False)),
         ]
         constraints = [
             # Idempotency at the door: one accepted message per key and listener, even under a race.
