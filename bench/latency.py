@@ -31,30 +31,35 @@ def percentile(values: list[float], p: float) -> float:
     return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]
 
 
-def measure(server, count: int, warm_up: int = 20) -> tuple[list[float], list[float]]:
+def measure(server, listener_id: int, count: int, warm_up: int = 20) -> tuple[list[float], list[float]]:
     """Start and finish delays of `count` messages posted one at a time, after `warm_up` more
-    whose delays are not kept: the worker may still be starting when the web answers first."""
+    whose delays are not kept and which are waited for: the web answers as soon as it is up,
+    while the worker may still be starting (its first runs then waited up to half a second)."""
     import json
     import urllib.request
 
     body = payload_1kb().encode()
-    ids = []
-    for _ in range(warm_up + count):
+
+    def post() -> str:
         req = urllib.request.Request(server.base + "/listen/bench", data=body, method="POST",
                                      headers={"Content-Type": "application/json", "Authorization": f"Bearer {server.token}"})
         with urllib.request.urlopen(req, timeout=30) as r:
-            ids.append(json.loads(r.read())["message_id"])
+            message_id = json.loads(r.read())["message_id"]
         time.sleep(0.05)
+        return message_id
+
+    for _ in range(warm_up):
+        post()
+    server.wait_idle(listener_id)
+    ids = [post() for _ in range(count)]
     start, finish = [], []
-    for position, message_id in enumerate(ids):
+    for message_id in ids:
         deadline = time.time() + 60
         while True:
             message = server.call("GET", f"/api/v1/messages/{message_id}/")
             if message["status"] in ("succeeded", "failed") or time.time() > deadline:
                 break
             time.sleep(0.1)
-        if position < warm_up:
-            continue
         received = datetime.fromisoformat(message["received_at"])
         run = message["runs"][0]
         start.append((datetime.fromisoformat(run["started_at"]) - received).total_seconds() * 1000)
@@ -103,7 +108,7 @@ def main() -> int:
             fresh_postgres()
         with running(env) as server:
             listener_id = setup_flow(server)
-            start, finish = measure(server, args.count)
+            start, finish = measure(server, listener_id, args.count)
             ingest_capacity, run_capacity = capacities(server, listener_id)
             for basis, capacity in (("ingest capacity", ingest_capacity), ("run capacity", run_capacity)):
                 rate, loaded_start, loaded_finish = measure_paced(server, listener_id, capacity / 2, args.seconds)
