@@ -83,7 +83,8 @@ def _start_dispatcher(sender=None, **kwargs) -> None:
     if app.conf.task_default_queue in queues and not app.conf.task_always_eager:
         from listeners.dispatcher import start_dispatcher
 
-        _dispatchers.append(start_dispatcher())
+        controller = getattr(sender, "controller", None)  # the worker, whose pool runs `concurrency` tasks at once
+        _dispatchers.append(start_dispatcher(processes=int(getattr(controller, "concurrency", 1) or 1)))
 
 
 @signals.worker_shutdown.connect

@@ -32,8 +32,9 @@ from .models import Message
 log = logging.getLogger(__name__)
 CHANNEL = "pushflow_queued"
 CLAIM_LIMIT = 500
-# Ids per published task: small enough that a backlog spreads over every worker process
-# (a task's messages run one after another), large enough to spare the broker.
+# Ids per published task at most: small enough that a backlog spreads over every worker process
+# (a task's messages run one after another), large enough to spare the broker. A round that finds
+# fewer than that for each of the worker's processes is shared out between them (see `task_sizes`).
 DISPATCH_BATCH = 25
 IDLE_WAIT_SECONDS = 1.0  # the longest wait for a wake-up before looking anyway
 # After a round that found messages, the pause before the next look. Under a steady stream every
@@ -99,11 +100,20 @@ def hand_back(ids: list[str]) -> None:
     Message.objects.filter(pk__in=ids, status=Message.Status.QUEUED).update(enqueued_at=None)
 
 
-def dispatch_once(limit: int = CLAIM_LIMIT) -> tuple[int, bool]:
+def task_size(found: int, processes: int) -> int:
+    """Ids per task for a round that found `found`: shared out between the worker's `processes`,
+    at most DISPATCH_BATCH each. Under a steady stream a round finds a few messages; as one task
+    they ran one after another in one process while the other waited idle (payload-to-finished
+    latency at half of the run capacity)."""
+    return max(1, min(DISPATCH_BATCH, -(-found // max(1, processes))))
+
+
+def dispatch_once(limit: int = CLAIM_LIMIT, processes: int = 1) -> tuple[int, bool]:
     """Claim and publish one round; (messages claimed, whether the broker took them all)."""
     ids = claim_undispatched(limit)
-    for start in range(0, len(ids), DISPATCH_BATCH):
-        if not publish_many(ids[start:start + DISPATCH_BATCH]):
+    size = task_size(len(ids), processes)
+    for start in range(0, len(ids), size):
+        if not publish_many(ids[start:start + size]):
             hand_back(ids[start:])
             return len(ids), False
     return len(ids), True
@@ -176,9 +186,10 @@ def _waiter() -> _Waiter:
 
 
 class Dispatcher:
-    """The dispatcher thread of one worker process."""
+    """The dispatcher thread of one worker; `processes`: how many runs the worker runs at once."""
 
-    def __init__(self):
+    def __init__(self, processes: int = 1):
+        self.processes = processes
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._found = 0  # messages the last round claimed
@@ -220,7 +231,7 @@ class Dispatcher:
         """One claim-and-publish round: None to go again at once, else seconds to pause (0: wait for a wake-up)."""
         try:
             close_old_connections()
-            claimed, published = dispatch_once()
+            claimed, published = dispatch_once(processes=self.processes)
             self._found = claimed
         except DatabaseError as exc:
             log.warning("dispatcher cannot reach the database (%s); retrying", exc.__class__.__name__)
@@ -235,7 +246,7 @@ class Dispatcher:
         return None if claimed >= CLAIM_LIMIT else 0
 
 
-def start_dispatcher() -> Dispatcher:
-    dispatcher = Dispatcher()
+def start_dispatcher(processes: int = 1) -> Dispatcher:
+    dispatcher = Dispatcher(processes)
     dispatcher.start()
     return dispatcher

@@ -53,6 +53,17 @@ def test_a_round_publishes_each_message_once_oldest_first(async_flow, published)
     assert published == [ids]
 
 
+def test_a_round_shares_a_few_messages_out_between_the_workers_processes(async_flow, published):
+    ids = accept(async_flow.listener, 5)
+    assert dispatcher.dispatch_once(processes=2) == (5, True)
+    assert published == [ids[:3], ids[3:]]  # two tasks: both processes run, the oldest first
+
+
+def test_a_large_round_goes_in_tasks_of_at_most_a_batch(async_flow, published):
+    assert [dispatcher.task_size(found, 2) for found in (0, 1, 2, 7, 50, 51, 500)] == [1, 1, 1, 4, 25, 25, 25]
+    assert dispatcher.task_size(7, 1) == 7 and dispatcher.task_size(80, 4) == 20
+
+
 def test_a_failed_publish_hands_the_messages_back_for_the_next_round(async_flow, published, monkeypatch):
     ids = accept(async_flow.listener, 2)
     monkeypatch.setattr(dispatcher, "publish_many", lambda batch: False)
