@@ -31,13 +31,32 @@ def _keep_database_connections(**kwargs) -> None:
             worker_fixup.db_reuse_max = DB_REUSE_MAX_TASKS
 
 
+_task_connection_health = None  # this process's RecentlyHealthy (lib/dbhealth.py), made on first use
+
+
+def _own_task(task) -> bool:
+    # A task run inline by its caller (eager) is inside the caller's request or transaction: its connection is not ours.
+    return task is not None and not getattr(task.request, "is_eager", False)
+
+
 @signals.task_prerun.connect
 def _drop_old_connections(task=None, **kwargs) -> None:
-    if task is not None and getattr(task.request, "is_eager", False):
-        return  # run inline by the caller, inside its request or transaction: its connection is not ours
-    from django.db import close_old_connections
+    """Before each task: a broken or too old connection is dropped; one that ended a task cleanly a
+    moment ago is used without the health check's round trip (at low load, one per message)."""
+    global _task_connection_health
+    if not _own_task(task):
+        return
+    if _task_connection_health is None:
+        from lib.dbhealth import RecentlyHealthy
 
-    close_old_connections()
+        _task_connection_health = RecentlyHealthy()
+    _task_connection_health.begin()
+
+
+@signals.task_postrun.connect
+def _note_clean_connection(task=None, **kwargs) -> None:
+    if _own_task(task) and _task_connection_health is not None:
+        _task_connection_health.end()
 
 
 @signals.worker_process_init.connect

@@ -19,12 +19,12 @@ import logging
 import os
 import queue
 import threading
-import time
 from collections.abc import Callable
 from typing import TypeVar
 
-from django.db import close_old_connections, connection
+from django.db import connection
 
+from .dbhealth import RecentlyHealthy
 from .dbwrites import write_transaction
 
 log = logging.getLogger(__name__)
@@ -73,9 +73,8 @@ class BatchWriter:
     its own item alone instead of waiting forever."""
 
     max_batch = 100
-    # A connection that ran a batch without error this recently is not tested (one round trip, with
-    # CONN_HEALTH_CHECKS) before the next: under load that was a `SELECT 1` before every batch, two per
-    # sync request. One that failed is tested (Django does, after an error), and so is an idle one.
+    # A connection that ran a batch without error this recently is not tested before the next (see
+    # lib/dbhealth.py): under load that was a `SELECT 1` before every batch, two per sync request.
     trusted_for = 1.0
 
     def __init__(self, name: str):
@@ -108,7 +107,7 @@ class BatchWriter:
                 self._thread.start()
 
     def _loop(self) -> None:
-        last_clean = float("-inf")  # when a batch last ended without a database error
+        health = RecentlyHealthy(self.trusted_for)
         while True:
             batch = [self._queue.get()]
             while len(batch) < self.max_batch:
@@ -117,13 +116,10 @@ class BatchWriter:
                 except queue.Empty:
                     break
             try:
-                close_old_connections()  # a broken connection is dropped before the batch
-                if connection.connection is not None and time.monotonic() - last_clean < self.trusted_for:
-                    connection.health_check_done = True
+                health.seconds = self.trusted_for  # read each time: it may be set on the writer
+                health.begin()
                 self._write(batch)
-                if connection.connection is not None and not connection.errors_occurred:
-                    last_clean = time.monotonic()
-                close_old_connections()  # honours CONN_MAX_AGE, as the end of a request does
+                health.end()
             except BaseException as exc:  # noqa: BLE001 — every waiting caller must hear of it
                 log.warning("%s failed a batch of %d: %s", self.name, len(batch), exc.__class__.__name__)
                 for item in batch:
