@@ -264,3 +264,7 @@ def test_when_a_run_breaks_off_its_task_the_messages_not_yet_run_go_back_untried
     assert states[0][:2] == ("succeeded", 1)  # ran before the break
     assert states[1][:2] == ("running", 1)  # the broken run itself: its lease lapses, as for a lost worker
     assert states[2] == ("queued", 0, None)  # never started: queued again at once, no attempt counted
+
+
+def test_a_task_of_no_messages_runs_nothing():
+    assert run_messages([]) == 0
