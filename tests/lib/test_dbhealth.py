@@ -1,35 +1,16 @@
 """lib.dbhealth.RecentlyHealthy and the worker's task hooks that use it: which units of work pay
 Django's connection health check (a `SELECT 1` round trip) first."""
-import threading
 from concurrent.futures import ThreadPoolExecutor
 from types import SimpleNamespace
 
 import pytest
-from django.db import DatabaseError, connection, connections, transaction
+from django.db import DatabaseError, connection, transaction
 
 import config.celery
 from lib.dbhealth import RecentlyHealthy
 from listeners.models import Listener
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture
-def health_checks(monkeypatch):
-    """Times a connection was tested, on threads named 'unit-*'; kept, tested connections as in production."""
-    monkeypatch.setitem(connections.settings["default"], "CONN_HEALTH_CHECKS", True)
-    monkeypatch.setitem(connections.settings["default"], "CONN_MAX_AGE", 60)
-    tested = []
-    wrapper_class = type(connections["default"])
-    real_is_usable = wrapper_class.is_usable
-
-    def counted(self):
-        if threading.current_thread().name.startswith("unit-"):
-            tested.append(1)
-        return real_is_usable(self)
-
-    monkeypatch.setattr(wrapper_class, "is_usable", counted)
-    return tested
 
 
 def on_one_thread(*steps):

@@ -78,20 +78,8 @@ def test_without_grouping_it_runs_on_the_callers_connection(user):
 
 
 def test_a_connection_that_just_ran_a_clean_batch_is_not_tested_again_but_one_after_an_error_or_idle_is(
-        user, monkeypatch):
-    # As in production (the PostgreSQL test settings turn both off): kept connections, tested.
-    monkeypatch.setitem(connections.settings["default"], "CONN_HEALTH_CHECKS", True)
-    monkeypatch.setitem(connections.settings["default"], "CONN_MAX_AGE", 60)
-    tests = []
-    wrapper_class = type(connections["default"])
-    real_is_usable = wrapper_class.is_usable
-
-    def counted(self):
-        if threading.current_thread().name == "test-writer":
-            tests.append(time.monotonic())
-        return real_is_usable(self)
-
-    monkeypatch.setattr(wrapper_class, "is_usable", counted)
+        user, health_checks):
+    tests = health_checks  # the writer's thread is the only other one here
     writer = GroupCommit("test-writer")
 
     def count_listeners():
