@@ -43,10 +43,6 @@ def _claim_fields(now) -> dict:
     return {"status": Message.Status.RUNNING, "claimed_at": now, "attempts": F("attempts") + 1}
 
 
-# Most flows neither order nor cap their runs: for them one conditional UPDATE claims, no flow lookup first.
-UNORDERED = Q(flow__isnull=True) | Q(flow__ordering="none", flow__concurrency=0)
-
-
 def _due(now):
     return Q(status=Message.Status.QUEUED) & (Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
 
@@ -55,21 +51,26 @@ def claim_message(message_id) -> bool:
     """Take a queued message for this worker. False if another delivery already took it, or
     if its flow's ordering or concurrency cap says it must wait (it is then published again
     when the message ahead of it finishes)."""
+    return _claimed(message_id) is not None
+
+
+def _claimed(message_id) -> Message | None:
+    """`claim_message`, giving the claimed row (or None)."""
     now = timezone.now()
+    # Most flows neither order nor cap their runs: for them one statement claims and reads the row.
+    for message in Message.objects.raw(*_claim_statement([message_id], now)):
+        return message
     due = Message.objects.filter(_due(now), pk=message_id)
-    claim = _claim_fields(now)
-    if due.filter(UNORDERED).update(**claim) == 1:
-        return True
     flow = (Flow.objects.filter(messages__pk=message_id).exclude(ordering="none", concurrency=0)
             .only("pk", "ordering", "concurrency").first())
     if flow is None:
-        return False  # claimed by another delivery, or not due
+        return None  # claimed by another delivery, or not due
     with transaction.atomic():
         # One claim at a time per flow (a row lock on PostgreSQL; SQLite writes one at a time anyway).
         Flow.objects.select_for_update().filter(pk=flow.pk).values_list("pk", flat=True).first()
         mine = due.values("received_at").first()
         if mine is None:
-            return False
+            return None
         others = Message.objects.filter(flow_id=flow.pk).exclude(pk=message_id)
         running = others.filter(status=Message.Status.RUNNING).count()
         if flow.ordering != "none":
@@ -80,10 +81,12 @@ def claim_message(message_id) -> bool:
             else:
                 blocking &= Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)  # one waiting to retry is skipped
             if running or ahead.filter(blocking).exists():
-                return False
+                return None
         if flow.concurrency and running >= flow.concurrency:
-            return False
-        return due.update(**claim) == 1
+            return None
+        if due.update(**_claim_fields(now)) != 1:
+            return None
+    return Message.objects.get(pk=message_id)
 
 
 def wake_next_of(flow_id: int) -> None:
@@ -213,9 +216,9 @@ def _execute(flow: Flow, message: Message, run: FlowRun, keep_output: bool) -> t
 
 def run_message(message_id) -> FlowRun | None:
     """Run a queued message's flow once. Harmless on a duplicate delivery."""
-    if not claim_message(message_id):
+    message = _claimed(message_id)
+    if message is None:
         return None
-    message = Message.objects.get(pk=message_id)
     with leases.held(message.pk):
         return _run_claimed(message, _flow_for(message))
 
@@ -264,8 +267,8 @@ def _record_before_leaving(carried: CarriedEnd) -> None:
 
 
 def _claim_statement(message_ids: list, now) -> tuple[str, list]:
-    """(sql, params) claiming those of `message_ids` that are due, of flows that neither order nor cap
-    their runs (`_due`, UNORDERED), and returning the claimed rows: one statement where the ORM took
+    """(sql, params) claiming those of `message_ids` that are due (`_due`) and have no flow or one that
+    neither orders nor caps its runs, and returning the claimed rows: one statement where the ORM took
     an UPDATE and a SELECT, each compiled anew (at low load, with a message or two per task, most of
     the time between its claim and its run's start)."""
     db = connections[DEFAULT_DB_ALIAS]

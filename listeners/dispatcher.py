@@ -34,7 +34,7 @@ CHANNEL = "pushflow_queued"
 CLAIM_LIMIT = 500
 # Ids per published task at most: small enough that a backlog spreads over every worker process
 # (a task's messages run one after another), large enough to spare the broker. A round that finds
-# fewer than that for each of the worker's processes is shared out between them (see `task_sizes`).
+# fewer than that for each of the worker's processes is shared out between them (see `task_size`).
 DISPATCH_BATCH = 25
 IDLE_WAIT_SECONDS = 1.0  # the longest wait for a wake-up before looking anyway
 # After a round that found messages, the pause before the next look. Under a steady stream every

@@ -24,8 +24,9 @@ def queued(flow, body=b'{"id": 1, "name": {"family": "Doe"}}') -> Message:
 
 
 def end_statements(queries) -> list[str]:
+    """The statements that set a row's end (the claim only reads `finished_at` back)."""
     return [q["sql"] for q in queries.captured_queries
-            if q["sql"].startswith(("UPDATE", "WITH")) and ("finished_at" in q["sql"])]
+            if q["sql"].startswith(("UPDATE", "WITH")) and '"finished_at" =' in q["sql"]]
 
 
 def test_a_run_nobody_hears_of_records_both_ends_in_one_statement_on_postgresql(async_flow):
