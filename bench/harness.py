@@ -153,6 +153,36 @@ def running(env: dict):
         server.stop()
 
 
+@contextmanager
+def stock_django(server: Server, workers: int = 2, threads: int = 16):
+    """The same Django project served the stock way, by gunicorn's gthread workers (Pushflow's
+    web server before it moved to uvicorn), on the running server's database and settings:
+    its base URL. The reference for "faster than a stock Django view", beside the bare view
+    on Pushflow's own server."""
+    port = free_port()
+    log = open(os.path.join(server.var, "gunicorn.log"), "wb")
+    proc = subprocess.Popen([os.path.join(os.path.dirname(PYTHON), "gunicorn"), "config.wsgi:application",
+                             "--bind", f"127.0.0.1:{port}", "--worker-class", "gthread", "--workers", str(workers),
+                             "--threads", str(threads), "--log-level", "warning"],
+                            cwd=ROOT, env=dict(server.env, PORT=str(port)), stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(base + "/bench/bare", timeout=2):
+                    break
+            except OSError:
+                if time.time() > deadline or proc.poll() is not None:
+                    raise SystemExit("gunicorn did not start; see " + log.name) from None
+                time.sleep(0.3)
+        yield base
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(30)
+
+
 WRK_SCRIPT = """
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
@@ -196,7 +226,8 @@ def payload_1kb() -> str:
 
 
 def process_cpu_seconds(root_pid: int) -> dict[str, float]:
-    """CPU seconds of the live processes below `root_pid`, by kind: web (gunicorn) and worker (celery worker)."""
+    """CPU seconds of the live processes below `root_pid`, by kind: web (uvicorn and its worker
+    processes, started by multiprocessing; or gunicorn) and worker (celery worker)."""
     parents, commands = {}, {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -217,7 +248,7 @@ def process_cpu_seconds(root_pid: int) -> dict[str, float]:
         if ancestor != root_pid:
             continue
         command = commands.get(pid, "")
-        if "gunicorn" in command:
+        if "uvicorn" in command or "multiprocessing" in command or "gunicorn" in command:
             totals["web"] += cpu
         elif "celery" in command and " worker" in command:
             totals["worker"] += cpu

@@ -2,7 +2,8 @@
 
 For each configuration (embedded default; PostgreSQL + Redis) it starts Pushflow,
 creates a JSON -> CSV flow behind an async listener, and runs wrk (-t2) with a 1 KB
-JSON POST at 32 and 128 connections against the bare view and against the listener.
+JSON POST at 32 and 128 connections against the bare view and against the listener,
+then against the bare view served by stock gunicorn (see harness.stock_django).
 After the load it checks every 2xx answer has a stored message: wrk stops with up to
 one request per connection in flight, so stored may exceed 2xx by at most that many,
 never fall below it.
@@ -19,7 +20,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.harness import commit, payload_1kb, running, wrk  # noqa: E402
+from bench.harness import commit, payload_1kb, running, stock_django, wrk  # noqa: E402
 from bench.results import write_section  # noqa: E402
 
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -81,14 +82,18 @@ def main() -> int:
                 ingest = measured(server, server.base + "/listen/bench", body, connections, args.seconds)
                 accepted += ingest["ok"]
                 rows.append((name, connections, base, ingest))
+            with stock_django(server) as stock:
+                for row in rows:
+                    if row[0] == name:
+                        row[2]["stock_rps"] = wrk(stock + "/bench/bare", server.token, body, row[1], args.seconds)["rps"]
             stored = server.message_count(listener_id)
             total_connections = 8 + 32 + 128
             if not (accepted <= stored <= accepted + total_connections):
                 failures.append(f"{name}: {accepted} answers 2xx but {stored} messages stored")
             rows.append((name, "stored", stored, accepted))
     lines = ["| config | conns | bare view req/s | bare p50/p99 ms | ingest req/s | ingest p50/p99 ms | ratio | non-2xx "
-             "| web CPU ms/req bare / ingest | CPU ratio |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "| web CPU ms/req bare / ingest | CPU ratio | bare view on gunicorn req/s | ratio to it |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     checks = []
     for row in rows:
         if row[1] == "stored":
@@ -98,9 +103,13 @@ def main() -> int:
         lines.append(f"| {name} | {conns} | {base['rps']:.0f} | {base['p50_ms']:.1f} / {base['p99_ms']:.1f} | "
                      f"{ingest['rps']:.0f} | {ingest['p50_ms']:.1f} / {ingest['p99_ms']:.1f} | "
                      f"{ingest['rps'] / base['rps']:.2f}x | {ingest['non2xx'] + ingest['socket_errors']} | "
-                     f"{base['web_cpu_ms']:.2f} / {ingest['web_cpu_ms']:.2f} | {base['web_cpu_ms'] / ingest['web_cpu_ms']:.2f}x |")
+                     f"{base['web_cpu_ms']:.2f} / {ingest['web_cpu_ms']:.2f} | {base['web_cpu_ms'] / ingest['web_cpu_ms']:.2f}x | "
+                     f"{base['stock_rps']:.0f} | {ingest['rps'] / base['stock_rps']:.2f}x |")
     notes = ["", "CPU ratio: the web processes' CPU time per bare-view request over their CPU time per ingested payload "
-             "(from /proc, steadier than req/s on a shared machine; the worker's CPU is not in it)."]
+             "(from /proc, steadier than req/s on a shared machine; the worker's CPU is not in it).",
+             "Bare view on gunicorn: the same view and settings served the stock way (gunicorn gthread, 2 workers x 16 "
+             "threads, Pushflow's server before uvicorn), measured right after, beside the same running worker; "
+             "ratio to it: ingest req/s over its req/s."]
     text = "\n".join(lines + notes + ["", "Stored messages against 2xx answers:", *checks, *(f"- FAILED {f}" for f in failures)])
     write_section("ingest", f"Async ingest vs bare Django view (wrk -t2, 1 KB JSON, {args.seconds}s each)", text,
                   f"commit {commit()}, {os.cpu_count()} cores")

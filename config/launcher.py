@@ -22,22 +22,24 @@ def commands() -> dict[str, list[str]]:
     port = env_int("PORT", 8000)
     host = env_str("HOST", "127.0.0.1")
     web_workers = env_int("PUSHFLOW_WEB_WORKERS", 2)
-    # An accepted payload's request thread waits for its group commit; with 8 threads a process ran
-    # out of threads before it ran out of CPU (cores partly idle under a 32-connection flood).
-    # 16: ingest +18% embedded, +39% PostgreSQL (bench/ingest.py, alternated runs); 32 was worse.
-    web_threads = env_int("PUSHFLOW_WEB_THREADS", 16)
     concurrency = env_int("PUSHFLOW_WORKER_CONCURRENCY", 2)
     log_level = env_str("PUSHFLOW_LOG_LEVEL", "INFO").lower()
     return {
+        # uvicorn: HTTP parsed in C on an event loop, Django run on a thread pool per process
+        # (PUSHFLOW_WEB_THREADS, see config/asgi.py). Under gunicorn's gthread workers, its HTTP
+        # parsing and connection handling in Python were a third of the web's CPU per ingested
+        # payload (bench/ingest.py, py-spy).
         "web": [
-            os.path.join(BIN, "gunicorn"), "config.wsgi:application",
-            "--bind", f"{host}:{port}", "--worker-class", "gthread",
-            "--workers", str(web_workers), "--threads", str(web_threads),
-            "--timeout", "120", "--graceful-timeout", "20", "--keep-alive", "5",
-            "--log-level", log_level,
-            # Every request is already on the messages page; an access log formatted per
-            # request (even into /dev/null) cost ~10% of ingest under load, behind a lock.
-            *(["--access-logfile", "-"] if env_str("PUSHFLOW_ACCESS_LOG", "") else []),
+            os.path.join(BIN, "uvicorn"), "config.asgi:application", "--host", host, "--port", str(port),
+            "--workers", str(web_workers), "--http", "config.http_protocol:ListenerSafeProtocol",
+            "--loop", "uvloop", "--lifespan", "off", "--timeout-keep-alive", "5",
+            "--timeout-graceful-shutdown", "20", "--log-level", log_level,
+            # The caller's address is the socket's: X-Forwarded-For would let any local client pass
+            # a listener's address allow-list (PUSHFLOW_BEHIND_PROXY trusts only X-Forwarded-Proto).
+            "--no-proxy-headers", "--no-server-header",
+            # Every request is already on the messages page; an access log line per request cost
+            # ~10% of ingest under load.
+            *([] if env_str("PUSHFLOW_ACCESS_LOG", "") else ["--no-access-log"]),
         ],
         "worker": [
             os.path.join(BIN, "celery"), "-A", "config", "worker", "--loglevel", log_level,

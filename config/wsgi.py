@@ -1,4 +1,4 @@
-"""WSGI entry point (served by gunicorn).
+"""WSGI entry point (run on a thread pool under uvicorn by config/asgi.py).
 
 `/listen/` requests take a lean path: Django's request object and the ingest view,
 wrapped only in the security middleware (HTTPS redirect, HSTS, content-type and

@@ -9,15 +9,16 @@ the cap, and a Content-Length that does not match the bytes sent is refused:
 - more bytes than declared: the surplus is already waiting on the connection
   and is not the start of a pipelined request (400), where a naive reader would
   keep a silently truncated payload.
+
+The stream is the web server's (config/asgi.py `RequestBody`): it takes a read
+timeout (`read_timeout`) and tells whether surplus bytes arrived
+(`surplus_waiting()`). A stream without them (Django's test client) is read as is.
 """
 from __future__ import annotations
 
-import re
-import socket
 import zlib
 
 READ_CHUNK = 64 * 1024
-_PIPELINED = re.compile(rb"^[A-Z]{3,10} (/|\*|https?://)")
 
 
 class BodyError(Exception):
@@ -34,13 +35,11 @@ def read_body(environ: dict, cap: int, read_timeout: float = 10.0) -> bytes:
         return b""
     declared = environ.get("CONTENT_LENGTH") or ""
     chunked = "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower()
-    sock = environ.get("gunicorn.socket")
-    previous_timeout = sock.gettimeout() if sock is not None else None
-    if sock is not None:
-        sock.settimeout(read_timeout)
+    if hasattr(stream, "read_timeout"):
+        stream.read_timeout = read_timeout
     try:
         if declared.strip() and not chunked:
-            return _read_declared(stream, declared, cap, environ)
+            return _read_declared(stream, declared, cap)
         if chunked or environ.get("wsgi.input_terminated"):
             return _read_to_end(stream, cap)
         return b""  # no length, not chunked, a server that cannot tell the end: no body (RFC 9112 6.3)
@@ -49,18 +48,12 @@ def read_body(environ: dict, cap: int, read_timeout: float = 10.0) -> bytes:
     except BodyError:
         raise
     except (OSError, ValueError) as exc:
-        raise BodyError(400, f"the request body could not be read: {exc.__class__.__name__}") from None
+        raise BodyError(400, f"the request body could not be read: {exc}") from None
     except Exception as exc:  # the server's own "no more data" / bad chunk errors
         raise BodyError(400, f"the request body is incomplete or malformed ({exc.__class__.__name__})") from None
-    finally:
-        if sock is not None:
-            try:
-                sock.settimeout(previous_timeout)
-            except OSError:
-                pass
 
 
-def _read_declared(stream, declared: str, cap: int, environ: dict) -> bytes:
+def _read_declared(stream, declared: str, cap: int) -> bytes:
     try:
         length = int(declared)
     except ValueError:
@@ -77,7 +70,7 @@ def _read_declared(stream, declared: str, cap: int, environ: dict) -> bytes:
             raise BodyError(400, f"the body ended after {got} bytes but Content-Length said {length}")
         parts.append(chunk)
         remaining -= len(chunk)
-    if _surplus_waiting(environ, stream):
+    if getattr(stream, "surplus_waiting", bool)():
         raise BodyError(400, f"more bytes arrived than the Content-Length of {length} declared")
     return b"".join(parts)
 
@@ -92,35 +85,6 @@ def _read_to_end(stream, cap: int) -> bytes:
         if total > cap:
             raise BodyError(413, f"the body is larger than this listener's limit of {cap} bytes")
         parts.append(chunk)
-
-
-def _surplus_waiting(environ: dict, stream) -> bool:
-    """True when bytes beyond the declared body already sit on the connection.
-
-    Bytes that start like a request line are a pipelined next request, not surplus.
-    Works with gunicorn (its read-ahead buffer and socket); other servers: False.
-    """
-    waiting = b""
-    unreader = getattr(getattr(stream, "reader", None), "unreader", None)
-    buffered = getattr(unreader, "buf", None)
-    if buffered is not None:
-        waiting = buffered.getvalue()[:64]
-    sock = environ.get("gunicorn.socket")
-    if not waiting and sock is not None:
-        try:
-            # Non-blocking for the peek: a socket with a timeout would wait for data first.
-            # read_body() puts the previous timeout back afterwards.
-            sock.setblocking(False)
-            waiting = sock.recv(64, socket.MSG_PEEK)
-        except (BlockingIOError, InterruptedError):
-            waiting = b""
-        except OSError:
-            waiting = b""
-    if not waiting:
-        return False
-    # A bare CRLF after a body is tolerated (RFC 9112 2.2); a request line is pipelining.
-    stripped = waiting.lstrip(b"\r\n")
-    return bool(stripped) and not _PIPELINED.match(stripped)
 
 
 def decode_content_encoding(data: bytes, encoding: str, cap: int) -> bytes:

@@ -141,8 +141,9 @@ class Pushflow:
         assert not pending, f"{len(pending)} messages not final after {timeout}s, e.g. {self.message(next(iter(pending)))}"
         return done
 
-    def raw(self, data: bytes, half_close: bool = False, timeout: float = 20) -> bytes:
-        """Send raw bytes on one connection and return the first response's bytes."""
+    def raw(self, data: bytes, half_close: bool = False, timeout: float = 20, until_closed: bool = False) -> bytes:
+        """Send raw bytes on one connection and return the first response's bytes (every byte the
+        server sent until it closed, with `until_closed`)."""
         with socket.create_connection(("127.0.0.1", self.port), timeout=timeout) as sock:
             sock.sendall(data)
             if half_close:
@@ -156,7 +157,7 @@ class Pushflow:
                 if not chunk:
                     break
                 chunks.append(chunk)
-                if _complete(b"".join(chunks)):
+                if not until_closed and _complete(b"".join(chunks)):
                     break
             return b"".join(chunks)
 

@@ -5,8 +5,11 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import subprocess
 import tempfile
+import time
+import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -26,6 +29,8 @@ def pushflow(request, tmp_path_factory):
         database = create_postgres_database()
         subprocess.run(["redis-cli", "-n", REDIS_DB, "flushdb"], check=True, capture_output=True)
         env = {"DATABASE_URL": database, "CELERY_BROKER_URL": f"redis://127.0.0.1:6379/{REDIS_DB}"}
+    # A short body read timeout, for the stalled-body test.
+    env["PUSHFLOW_BODY_READ_TIMEOUT_SECONDS"] = "2"
     app = Pushflow(tmp_path_factory.mktemp(request.param.replace("+", "-")), env)
     try:
         app.start()
@@ -130,6 +135,63 @@ def test_declared_body_over_the_limit_is_413_without_reading_it(pushflow, patien
     # The listener accepts 4096 bytes; the body is never sent, so an answer proves nothing was waited for.
     response = pushflow.raw(_head(pushflow, "Content-Length: 10000000\r\n"), timeout=10)
     assert status_of(response) == 413, response
+
+
+def _accepted_count(pushflow) -> int:
+    _, page = pushflow.request("GET", "/api/v1/messages/?status=queued,running,succeeded,failed&limit=1")
+    return page["count"]
+
+
+def test_a_body_that_stops_arriving_is_400_after_the_read_timeout_and_nothing_is_kept(pushflow, patients):
+    before = _accepted_count(pushflow)
+    started = time.monotonic()
+    response = pushflow.raw(_head(pushflow, "Content-Length: 100\r\n") + b'{"id": 3', timeout=15)
+    assert status_of(response) == 400, response
+    assert b"stopped arriving" in response and 1.5 < time.monotonic() - started < 12
+    assert _accepted_count(pushflow) == before
+
+
+def test_a_client_that_half_closes_after_its_request_still_gets_its_answer(pushflow, patients):
+    body = json.dumps({"id": 9100, "name": {"family": "Half", "given": ["Hal"]}}).encode()
+    response = pushflow.raw(_head(pushflow, f"Content-Length: {len(body)}\r\n") + body, half_close=True)
+    assert status_of(response) == 202, response
+    message_id = json.loads(response.split(b"\r\n\r\n", 1)[1])["message_id"]
+    assert pushflow.wait_final([message_id])[message_id]["status"] == "succeeded"
+
+
+def test_pipelined_requests_on_one_connection_are_each_answered_and_kept(pushflow, patients):
+    bodies = [json.dumps({"id": 9200 + i, "name": {"family": f"Pipe{i}", "given": ["P"]}}).encode() for i in range(2)]
+    data = (_head(pushflow, f"Content-Length: {len(bodies[0])}\r\n") + bodies[0]
+            + _head(pushflow, f"Content-Length: {len(bodies[1])}\r\nConnection: close\r\n") + bodies[1])
+    response = pushflow.raw(data, until_closed=True)
+    assert response.count(b"HTTP/1.1 202 ") == 2, response
+    ids = re.findall(rb'"message_id":"([0-9a-f-]+)"', response)
+    assert len(set(ids)) == 2
+    finished = pushflow.wait_final([i.decode() for i in ids])
+    assert {m["status"] for m in finished.values()} == {"succeeded"}
+
+
+def test_a_request_head_past_its_bound_is_431_and_the_server_stays_up(pushflow, patients):
+    # Just past the bound, so the server has read every byte sent when it answers and closes.
+    response = pushflow.raw(_head(pushflow, "X-Padding: " + "a" * 1024 * 1024 + "\r\n"), until_closed=True)
+    assert status_of(response) == 431, response[:200]
+    status, _ = pushflow.request("GET", "/healthz", auth=False)
+    assert status == 200
+
+
+def test_a_forwarded_for_header_does_not_pass_an_address_allow_list(pushflow, patients):
+    pushflow.create("listeners", {"name": "allow-listed", "path": "e2e/allow-listed", "mode": "async", "auth": "token",
+                                  "ip_allowlist": ["10.9.8.7/32"]})
+    status, body = pushflow.request("POST", "/listen/e2e/allow-listed", {"id": 1}, headers={"X-Forwarded-For": "10.9.8.7"})
+    assert status == 403 and "127.0.0.1" in body["error"]
+
+
+def test_a_large_static_file_arrives_whole(pushflow):
+    import django
+
+    expected = (Path(django.__file__).parent / "contrib/admin/static/admin/js/vendor/jquery/jquery.min.js").read_bytes()
+    with urllib.request.urlopen(pushflow.base + "/static/admin/js/vendor/jquery/jquery.min.js", timeout=30) as response:
+        assert response.status == 200 and response.read() == expected
 
 
 def test_the_scheduler_runs_an_interval_flow_that_reads_a_folder(pushflow, patients):

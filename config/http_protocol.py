@@ -1,0 +1,83 @@
+"""The web server's HTTP/1.1 protocol: uvicorn's httptools protocol with two changes, so that
+a listener never stores a payload other than the one its caller sent, and a caller that
+half-closes its connection still gets its answer.
+
+- Bytes past a body's Content-Length that do not start a pipelined request make the parser
+  fail on the "next request". uvicorn would answer that with its own 400 and close, while
+  the request before it (its body cut at the declared length) runs on unaware and may be
+  stored. Here, while that request has not answered yet, it is marked instead
+  (scope[SURPLUS]): `listeners.body` refuses it with a 400 that says why, and the
+  connection closes after that answer. A parser failure inside a body (a malformed chunk)
+  ends the body as incomplete (scope[TRUNCATED]).
+- A request head (request line and headers) may not grow past MAX_HEAD_BYTES: uvicorn sets
+  no bound (a 50 MB header was parsed and answered), gunicorn's was 100 fields of 8 KB. The
+  count is of bytes received while a head is incomplete, so it bounds memory before the
+  parser has buffered a whole header; past it the answer is a 431 and the connection closes.
+- A client that shuts down its sending side (many HL7 and device clients do, after the
+  request) would have the connection closed under its answer. The connection stays open
+  for the answer, and a body the shutdown cut short is marked incomplete (scope[TRUNCATED]).
+
+Only attributes of uvicorn's request cycle are touched (pinned version in requirements.txt);
+tests/e2e exercise each case against the running server.
+"""
+from __future__ import annotations
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+SURPLUS = "pushflow.surplus"
+TRUNCATED = "pushflow.truncated"
+MAX_HEAD_BYTES = 1024 * 1024
+_TOO_LARGE_BODY = b'{"status": 431, "error": "the request line and headers are too large"}'
+HEAD_TOO_LARGE = (b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: application/json\r\n"
+                  b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(_TOO_LARGE_BODY), _TOO_LARGE_BODY))
+
+
+class ListenerSafeProtocol(HttpToolsProtocol):
+    _head_bytes = 0
+    _awaiting_head = True
+
+    def data_received(self, data: bytes) -> None:
+        if self._awaiting_head:
+            self._head_bytes += len(data)
+            if self._head_bytes > MAX_HEAD_BYTES:
+                self.transport.write(HEAD_TOO_LARGE)
+                self.transport.close()
+                return
+        super().data_received(data)
+
+    def on_headers_complete(self) -> None:
+        self._awaiting_head, self._head_bytes = False, 0
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        self._awaiting_head = True
+        super().on_message_complete()
+
+    def send_400_response(self, msg: str) -> None:
+        # Called by data_received when the parser fails. A request still waiting for its answer
+        # hears of it through its scope and answers itself.
+        cycle = self.cycle
+        if cycle is None or cycle.response_started or cycle.response_complete:
+            super().send_400_response(msg)
+            return
+        if cycle.more_body:
+            _end_incomplete(cycle)
+        else:
+            cycle.scope[SURPLUS] = True
+        cycle.keep_alive = False
+        self.flow.pause_reading()  # the parser is spent: nothing more is read from this connection
+
+    def eof_received(self) -> bool | None:
+        cycle = self.cycle
+        if cycle is None or cycle.response_complete:
+            return None  # nothing to answer: the transport closes
+        if cycle.more_body:
+            _end_incomplete(cycle)
+        cycle.keep_alive = False
+        return True  # keep the connection open for the answer; it closes after that
+
+
+def _end_incomplete(cycle) -> None:
+    cycle.scope[TRUNCATED] = True
+    cycle.more_body = False
+    cycle.message_event.set()
