@@ -13,6 +13,10 @@ half-closes its connection still gets its answer.
   no bound (a 50 MB header was parsed and answered), gunicorn's was 100 fields of 8 KB. The
   count is of bytes received while a head is incomplete, so it bounds memory before the
   parser has buffered a whole header; past it the answer is a 431 and the connection closes.
+- A request head must arrive whole within PUSHFLOW_BODY_READ_TIMEOUT_SECONDS of its first byte
+  (or of the connection, for a client that sends nothing): uvicorn waits for ever, so a client
+  could hold connections open a byte at a time. Past it the answer is a 408 and the connection
+  closes. (Between requests uvicorn's own keep-alive timeout closes an idle connection.)
 - A client that shuts down its sending side (many HL7 and device clients do, after the
   request) would have the connection closed under its answer. The connection stays open
   for the answer, and a body the shutdown cut short is marked incomplete (scope[TRUNCATED]).
@@ -24,30 +28,70 @@ from __future__ import annotations
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from lib.env import env_float
+
 SURPLUS = "pushflow.surplus"
 TRUNCATED = "pushflow.truncated"
 MAX_HEAD_BYTES = 1024 * 1024
 _TOO_LARGE_BODY = b'{"status": 431, "error": "the request line and headers are too large"}'
-HEAD_TOO_LARGE = (b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: application/json\r\n"
-                  b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(_TOO_LARGE_BODY), _TOO_LARGE_BODY))
+HEAD_TIMEOUT_SECONDS = env_float("PUSHFLOW_BODY_READ_TIMEOUT_SECONDS", 10.0)
+
+
+def _fault(status_line: bytes, reason: str) -> bytes:
+    body = b'{"status": %s, "error": "%s"}' % (status_line.split()[0], reason.encode())
+    return (b"HTTP/1.1 %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\nconnection: close\r\n\r\n%s"
+            % (status_line, len(body), body))
+
+
+HEAD_TOO_LARGE = _fault(b"431 Request Header Fields Too Large", "the request line and headers are too large")
+HEAD_TIMED_OUT = _fault(b"408 Request Timeout", "the request line and headers stopped arriving before they were complete")
 
 
 class ListenerSafeProtocol(HttpToolsProtocol):
     _head_bytes = 0
     _awaiting_head = True
+    _head_timer = None
+
+    def connection_made(self, transport) -> None:
+        super().connection_made(transport)
+        self._start_head_timer()
+
+    def connection_lost(self, exc) -> None:
+        self._stop_head_timer()
+        super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
         if self._awaiting_head:
             self._head_bytes += len(data)
             if self._head_bytes > MAX_HEAD_BYTES:
-                self.transport.write(HEAD_TOO_LARGE)
-                self.transport.close()
+                self._refuse(HEAD_TOO_LARGE)
                 return
+            if self._head_timer is None:
+                self._start_head_timer()
         super().data_received(data)
 
     def on_headers_complete(self) -> None:
         self._awaiting_head, self._head_bytes = False, 0
+        self._stop_head_timer()
         super().on_headers_complete()
+
+    def _start_head_timer(self) -> None:
+        self._head_timer = self.loop.call_later(HEAD_TIMEOUT_SECONDS, self._head_timed_out)
+
+    def _stop_head_timer(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _head_timed_out(self) -> None:
+        self._head_timer = None
+        if self._awaiting_head and not self.transport.is_closing() and (self.cycle is None or self.cycle.response_complete):
+            self._refuse(HEAD_TIMED_OUT)
+
+    def _refuse(self, answer: bytes) -> None:
+        self._stop_head_timer()
+        self.transport.write(answer)
+        self.transport.close()
 
     def on_message_complete(self) -> None:
         self._awaiting_head = True

@@ -128,6 +128,12 @@ def insert_rows(instances: list[models.Model]) -> tuple[str, list[list]]:
                  for instance in instances]
 
 
+def many_rows_statement(sql: str, rows: list[list]) -> tuple[str, list]:
+    """An `insert_rows` INSERT of one row made one INSERT of all `rows` (multi-row VALUES)."""
+    head, values = sql.split(" VALUES ", 1)
+    return f"{head} VALUES {', '.join([values] * len(rows))}", [value for row in rows for value in row]
+
+
 @cache
 def copy_statement(model: type[models.Model]) -> str:
     """PostgreSQL's `COPY ... FROM STDIN` of the columns `insert_rows` fills, in that order."""

@@ -19,10 +19,10 @@ import threading
 
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connection, connections, transaction
 
-from lib.dbwrites import copy_statement, insert_rows, mark_saved, write_transaction
+from lib.dbwrites import copy_statement, execute_statements, insert_rows, many_rows_statement, mark_saved, write_transaction
 from lib.groupcommit import BatchWriter, Completion
 
-from .dispatcher import notify_dispatchers
+from .dispatcher import CHANNEL, notify_dispatchers
 from .models import Message
 
 
@@ -53,8 +53,10 @@ class GroupWriter(BatchWriter):
         self._submit(_Pending(message))
 
     def _write(self, batch: list[_Pending]) -> None:
+        messages = [p.message for p in batch]
         try:
-            write_transaction(lambda: insert_messages([p.message for p in batch]), dedicated=True)
+            if not store_in_one_statement(messages):
+                write_transaction(lambda: insert_messages(messages), dedicated=True)
         except DatabaseError:
             if not connection.is_usable():
                 connection.close()
@@ -94,6 +96,32 @@ def insert_messages(messages: list[Message]) -> None:
             notify_dispatchers(cursor)
     for message in messages:
         mark_saved(message)
+
+
+# Up to this many rows a batch goes as one multi-row INSERT, past it as COPY. In process on
+# PostgreSQL, CPU per message: 1 row 0.32-0.36 ms against 0.80-0.89 by COPY, 4 rows about even
+# (0.24-0.26 / 0.22-0.25), 16 rows 0.18 against 0.09-0.10 (COPY adapts rows in C).
+ONE_STATEMENT_ROWS = 4
+
+
+def store_in_one_statement(messages: list[Message]) -> bool:
+    """On PostgreSQL, outside a transaction: the messages inserted, and the dispatchers notified, by
+    one statement that commits by itself; True once done. Elsewhere False, and nothing is written.
+
+    A small batch (under load a writer takes a few rows at a time) cost more in its transaction's
+    round trips than in its rows: BEGIN with the COPY, the COPY's end, the NOTIFY, the COMMIT. Here
+    it is one round trip: a data-modifying WITH holding the INSERT, then pg_notify."""
+    db = connections[DEFAULT_DB_ALIAS]
+    if db.vendor != "postgresql" or db.in_atomic_block or len(messages) > ONE_STATEMENT_ROWS:
+        return False
+    sql, rows = insert_rows(messages)
+    statement = many_rows_statement(sql, rows)
+    if any(m.status == Message.Status.QUEUED for m in messages):
+        statement = (f"WITH stored AS ({statement[0]}) SELECT pg_notify(%s, '')", [*statement[1], CHANNEL])
+    execute_statements(statement)
+    for message in messages:
+        mark_saved(message)
+    return True
 
 
 def save_message(message: Message) -> None:

@@ -151,6 +151,13 @@ def test_a_body_that_stops_arriving_is_400_after_the_read_timeout_and_nothing_is
     assert _accepted_count(pushflow) == before
 
 
+def test_a_request_head_that_stops_arriving_is_408_after_the_read_timeout(pushflow):
+    started = time.monotonic()
+    response = pushflow.raw(b"POST /listen/e2e/patients HTTP/1.1\r\nHost: 127.0.0.1\r\n", timeout=15, until_closed=True)
+    assert status_of(response) == 408 and b"stopped arriving" in response, response
+    assert 1.5 < time.monotonic() - started < 12
+
+
 def test_a_client_that_half_closes_after_its_request_still_gets_its_answer(pushflow, patients):
     body = json.dumps({"id": 9100, "name": {"family": "Half", "given": ["Hal"]}}).encode()
     response = pushflow.raw(_head(pushflow, f"Content-Length: {len(body)}\r\n") + body, half_close=True)

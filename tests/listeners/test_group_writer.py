@@ -4,7 +4,7 @@ from concurrent.futures import ThreadPoolExecutor
 from unittest import mock
 
 import pytest
-from django.db import OperationalError, connection
+from django.db import OperationalError, connection, transaction
 from django.forms.models import model_to_dict
 from django.test import Client
 
@@ -66,6 +66,7 @@ def test_a_store_that_fails_answers_503_and_keeps_nothing(user, async_flow):
     auth = f"Bearer {token_for(user)}"
     down = OperationalError("disk I/O error")
     with mock.patch.object(writer, "insert_messages", side_effect=down), \
+            mock.patch.object(writer, "store_in_one_statement", side_effect=down), \
             mock.patch.object(Message, "save", side_effect=down):
         status, _ = _push(auth, 1)
     assert status == 503
@@ -73,7 +74,31 @@ def test_a_store_that_fails_answers_503_and_keeps_nothing(user, async_flow):
     assert _push(auth, 2)[0] == 202  # the writer carries on after a failed batch
 
 
-def test_the_batch_insert_writes_what_the_orm_writes(user):
+@pytest.fixture(params=["copy", "one statement"])
+def batch_insert(request):
+    """The two ways a batch is inserted: COPY (any size, in a transaction) and, on PostgreSQL, one
+    self-committing multi-row INSERT that also notifies the dispatchers."""
+    if request.param == "copy":
+        return writer.insert_messages
+    if connection.vendor != "postgresql":
+        pytest.skip("one self-committing statement is PostgreSQL's")
+
+    def at_once(messages):
+        assert writer.store_in_one_statement(messages)
+
+    return at_once
+
+
+def test_one_statement_is_not_used_inside_a_transaction_or_past_its_size(user):
+    listener = Listener.objects.create(owner=user, name="x", path="x")
+    with transaction.atomic():
+        assert not writer.store_in_one_statement([Message.fresh(method="POST", listener_id=listener.pk)])
+    many = [Message.fresh(method="POST", listener_id=listener.pk) for _ in range(writer.ONE_STATEMENT_ROWS + 1)]
+    assert not writer.store_in_one_statement(many)
+    assert Message.objects.count() == 0
+
+
+def test_the_batch_insert_writes_what_the_orm_writes(user, batch_insert):
     listener = Listener.objects.create(owner=user, name="x", path="x")
 
     def message(key: str, body: bytes) -> Message:
@@ -83,7 +108,7 @@ def test_the_batch_insert_writes_what_the_orm_writes(user):
         return m
 
     batch, binary, alone = message("a", b'{"x": 1}'), message("b", b"\x00\xff"), message("c", b'{"x": 1}')
-    writer.insert_messages([batch, binary])
+    batch_insert([batch, binary])
     alone.save(force_insert=True)
     stored_batch, stored_binary, stored_alone = (Message.objects.get(pk=m.pk) for m in (batch, binary, alone))
     skip = ("idempotency_key", "received_at")
@@ -105,7 +130,7 @@ def test_a_fresh_message_has_the_defaults_of_one_built_by_keyword(user):
         Message.fresh(nonsense=1)
 
 
-def test_a_queued_message_batch_inserted_reads_back_field_for_field(user):
+def test_a_queued_message_batch_inserted_reads_back_field_for_field(user, batch_insert):
     """Dates, a UUID foreign key and the status of an accepted message survive the batch INSERT."""
     listener = Listener.objects.create(owner=user, name="x", path="x")
     original = Message.objects.create(listener=listener, owner=user, method="POST", path="/listen/x")
@@ -114,7 +139,7 @@ def test_a_queued_message_batch_inserted_reads_back_field_for_field(user):
     message.listener, message.owner, message.user = listener, user, user
     message.enqueued_at = message.received_at
     message.store_body(b"MSH|^~\\&|LAB")
-    writer.insert_messages([message])
+    batch_insert([message])
     stored = Message.objects.get(pk=message.pk)
     for field in Message._meta.concrete_fields:
         assert getattr(stored, field.attname) == getattr(message, field.attname), field.name
