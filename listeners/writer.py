@@ -108,7 +108,7 @@ def store_in_one_statement(messages: list[Message]) -> bool:
     """On PostgreSQL, outside a transaction: the messages inserted, and the dispatchers notified, by
     one statement that commits by itself; True once done. Elsewhere False, and nothing is written.
 
-    A small batch (under load a writer takes a few rows at a time) cost more in its transaction's
+    A small batch (at low load a writer takes a row or two at a time) cost more in its transaction's
     round trips than in its rows: BEGIN with the COPY, the COPY's end, the NOTIFY, the COMMIT. Here
     it is one round trip: a data-modifying WITH holding the INSERT, then pg_notify."""
     db = connections[DEFAULT_DB_ALIAS]
