@@ -1,6 +1,6 @@
-"""The web server's HTTP/1.1 protocol: uvicorn's httptools protocol with two changes, so that
-a listener never stores a payload other than the one its caller sent, and a caller that
-half-closes its connection still gets its answer.
+"""The web server's HTTP/1.1 protocol: uvicorn's httptools protocol with these changes, so that
+a listener never stores a payload other than the one its caller sent, a request's head is
+bounded in size and time, and a caller that half-closes its connection still gets its answer.
 
 - Bytes past a body's Content-Length that do not start a pipelined request make the parser
   fail on the "next request". uvicorn would answer that with its own 400 and close, while
@@ -26,15 +26,12 @@ tests/e2e exercise each case against the running server.
 """
 from __future__ import annotations
 
+from django.conf import settings
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
-
-from lib.env import env_float
 
 SURPLUS = "pushflow.surplus"
 TRUNCATED = "pushflow.truncated"
 MAX_HEAD_BYTES = 1024 * 1024
-_TOO_LARGE_BODY = b'{"status": 431, "error": "the request line and headers are too large"}'
-HEAD_TIMEOUT_SECONDS = env_float("PUSHFLOW_BODY_READ_TIMEOUT_SECONDS", 10.0)
 
 
 def _fault(status_line: bytes, reason: str) -> bytes:
@@ -76,7 +73,8 @@ class ListenerSafeProtocol(HttpToolsProtocol):
         super().on_headers_complete()
 
     def _start_head_timer(self) -> None:
-        self._head_timer = self.loop.call_later(HEAD_TIMEOUT_SECONDS, self._head_timed_out)
+        # Read here, not at import: uvicorn imports this class before the application sets Django up.
+        self._head_timer = self.loop.call_later(settings.PUSHFLOW_BODY_READ_TIMEOUT_SECONDS, self._head_timed_out)
 
     def _stop_head_timer(self) -> None:
         if self._head_timer is not None:

@@ -54,6 +54,12 @@ def notify_dispatchers(cursor) -> None:
         cursor.execute(f"NOTIFY {CHANNEL}")
 
 
+def notify_statement() -> tuple[str, list]:
+    """(sql, params) of the same wake-up as a statement to end a `lib.dbwrites.one_statement` with
+    (PostgreSQL): the dispatchers hear it when that statement commits."""
+    return "SELECT pg_notify(%s, '')", [CHANNEL]
+
+
 def _due_statement(limit: int, now, lock: bool) -> tuple[str, list]:
     """(sql, params) listing accepted messages no worker was told of yet, oldest first: the
     filter of `Message.objects` written out once. On SQLite the dispatcher looks after every

@@ -19,10 +19,10 @@ import threading
 
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connection, connections, transaction
 
-from lib.dbwrites import copy_statement, execute_statements, insert_rows, many_rows_statement, mark_saved, write_transaction
+from lib.dbwrites import copy_statement, execute_statements, insert_rows, many_rows_statement, mark_saved, one_statement, write_transaction
 from lib.groupcommit import BatchWriter, Completion
 
-from .dispatcher import CHANNEL, notify_dispatchers
+from .dispatcher import notify_dispatchers, notify_statement
 from .models import Message
 
 
@@ -117,7 +117,7 @@ def store_in_one_statement(messages: list[Message]) -> bool:
     sql, rows = insert_rows(messages)
     statement = many_rows_statement(sql, rows)
     if any(m.status == Message.Status.QUEUED for m in messages):
-        statement = (f"WITH stored AS ({statement[0]}) SELECT pg_notify(%s, '')", [*statement[1], CHANNEL])
+        statement = one_statement(statement, notify_statement())
     execute_statements(statement)
     for message in messages:
         mark_saved(message)
