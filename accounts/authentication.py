@@ -44,6 +44,15 @@ def parse_authorization(header: str | None) -> Credentials:
 _token_cache: dict[str, tuple[float, object]] = {}
 
 
+def remembered_token_user(raw: str):
+    """The user of a token this process checked a moment ago and still remembers, or None
+    (unknown, expired, or not checked lately): the database is not asked."""
+    if not raw:
+        return None
+    hit = _token_cache.get(hash_token(raw))
+    return hit[1] if hit is not None and hit[0] > time.monotonic() else None
+
+
 def user_for_token(raw: str):
     """The active user owning an unexpired token, or None.
 

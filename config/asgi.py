@@ -26,8 +26,10 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 from django.conf import settings  # noqa: E402
 
 from config.http_protocol import SURPLUS, TRUNCATED  # noqa: E402
+from config.wsgi import LEAN_PREFIX, answer_on_loop  # noqa: E402
 from config.wsgi import application as wsgi_application  # noqa: E402
 from lib.env import env_int  # noqa: E402
+from lib.loops import settle  # noqa: E402
 
 PREREAD_BYTES = 64 * 1024
 NO_BODY_STATUSES = frozenset({100, 101, 102, 103, 204, 304})
@@ -53,6 +55,14 @@ class RequestBody:
         self.chunked = chunked
         self.read_timeout = timeout
         self.timed_out = False
+        self.declared = -1  # the Content-Length, once read ahead
+
+    def whole(self) -> bytes | None:
+        """The body, when all of it (as much as Content-Length declared) was read ahead and nothing
+        went wrong; None otherwise. Reads nothing: the body can still be read after."""
+        if self.more or self.timed_out or self.chunked or self.scope.get(TRUNCATED) or self.surplus_waiting():
+            return None
+        return bytes(self.buffer) if len(self.buffer) == self.declared else None
 
     def surplus_waiting(self) -> bool:
         """True when bytes past the declared length arrived that do not start a next request."""
@@ -217,27 +227,23 @@ class ThreadPool:
             except BaseException as exc:  # noqa: BLE001 — the awaiting request raises it
                 result, error = None, exc
             try:
-                loop.call_soon_threadsafe(_resolve, future, result, error)
+                loop.call_soon_threadsafe(settle, future, result, error)
             except RuntimeError:
                 pass  # the loop has closed (shutdown): nobody awaits this call any more
-
-
-def _resolve(future: asyncio.Future, result, error) -> None:
-    if future.cancelled():
-        return
-    if error is not None:
-        future.set_exception(error)
-    else:
-        future.set_result(result)
 
 
 class ThreadedWSGI:
     """An ASGI application running a WSGI application on a thread pool (see the module docstring)."""
 
-    def __init__(self, app, threads: int, read_timeout: float):
+    def __init__(self, app, threads: int, read_timeout: float, on_loop=None, on_loop_prefix: str = "/"):
+        """`on_loop(environ, body)`, for requests under `on_loop_prefix` whose whole body was read
+        ahead: a coroutine answering a Django response without a thread, or None to hand the
+        request to a thread after all (config/wsgi.py `answer_on_loop`)."""
         self.app = app
         self.pool = ThreadPool(threads, "web")
         self.read_timeout = read_timeout
+        self.on_loop = on_loop
+        self.on_loop_prefix = on_loop_prefix
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -246,6 +252,16 @@ class ThreadedWSGI:
             return
         loop = asyncio.get_running_loop()
         body = await self._body(loop, scope, receive)
+        if self.on_loop is not None and scope["path"].startswith(self.on_loop_prefix):
+            data = body.whole()
+            if data is not None:
+                response = await self.on_loop(_environ(scope, body), data)
+                if response is not None:
+                    headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in response.items()]
+                    headers.append((b"content-length", str(len(response.content)).encode()))
+                    await send({"type": "http.response.start", "status": response.status_code, "headers": headers})
+                    await send({"type": "http.response.body", "body": response.content})
+                    return
         answer = await self.pool.run(loop, self._run, loop, scope, body, send)
         if not answer.streamed:
             await send({"type": "http.response.start", "status": answer.status, "headers": answer.headers})
@@ -261,6 +277,7 @@ class ThreadedWSGI:
             declared = -1
         if chunked or not 0 < declared <= PREREAD_BYTES:
             return body  # read by the thread, as the application asks for it
+        body.declared = declared
         # uvicorn's request cycle flags when a receive() would not wait: then it is awaited as is,
         # without the task a timeout needs (under load that task was a twentieth of the CPU).
         arrived = getattr(getattr(receive, "__self__", None), "message_event", None)
@@ -314,4 +331,4 @@ class ThreadedWSGI:
 # 32-connection flood; 16 gave ingest +18% embedded, +39% PostgreSQL (bench/ingest.py,
 # alternated runs, under gunicorn's gthread workers); 32 was worse.
 application = ThreadedWSGI(wsgi_application, env_int("PUSHFLOW_WEB_THREADS", 16),
-                           settings.PUSHFLOW_BODY_READ_TIMEOUT_SECONDS)
+                           settings.PUSHFLOW_BODY_READ_TIMEOUT_SECONDS, answer_on_loop, LEAN_PREFIX)

@@ -163,6 +163,9 @@ PUSHFLOW_INLINE_BODY_BYTES = env_int("PUSHFLOW_INLINE_BODY_BYTES", 256 * 1024)
 PUSHFLOW_OUTBOUND_ALLOW = env_list("PUSHFLOW_OUTBOUND_ALLOW", [])
 # Accepted messages of concurrent requests share one INSERT and one COMMIT (listeners/writer.py).
 PUSHFLOW_GROUP_COMMIT = env_bool("PUSHFLOW_GROUP_COMMIT", True)
+# Plain pushes accepted on the web server's event loop, with no thread waiting for their commit
+# (listeners/loop_ingest.py); off: every push goes to the ingest view on a thread.
+PUSHFLOW_LOOP_INGEST = env_bool("PUSHFLOW_LOOP_INGEST", True)
 PUSHFLOW_BODY_DIR = Path(env_str("PUSHFLOW_BODY_DIR", str(VAR_DIR / "bodies")))
 PUSHFLOW_LISTENER_CACHE_SECONDS = env_float("PUSHFLOW_LISTENER_CACHE_SECONDS", 1.0)
 PUSHFLOW_SWEEP_SECONDS = env_float("PUSHFLOW_SWEEP_SECONDS", 15.0)

@@ -22,6 +22,7 @@ from django.core.exceptions import SuspiciousOperation
 from django.core.handlers.wsgi import WSGIRequest
 from django.core.wsgi import get_wsgi_application
 from django.db import close_old_connections
+from django.http import HttpResponse
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
@@ -38,11 +39,13 @@ class ListenerApp:
         from django.conf import settings
         from django.middleware.security import SecurityMiddleware
 
+        from listeners import loop_ingest
         from listeners.views import fault_response, ingest
 
         self.security = SecurityMiddleware(lambda request: None) if (
             "django.middleware.security.SecurityMiddleware" in settings.MIDDLEWARE) else None
         self.ingest = ingest
+        self.loop_ingest = loop_ingest
         self.fault_response = fault_response
 
     def __call__(self, environ, start_response):
@@ -61,6 +64,27 @@ class ListenerApp:
             return response
         return [response.content]  # not the response itself: its close() would send request_finished
 
+    async def answer_on_loop(self, environ: dict, data: bytes) -> HttpResponse | None:
+        """The answer to a push accepted on the event loop (listeners/loop_ingest.py), its body
+        `data` read whole; None when the push is for a thread: nothing was changed then."""
+        path = environ["PATH_INFO"][len(LEAN_PREFIX):]
+        try:
+            request = WSGIRequest(environ)
+            if self.security is not None and self.security.process_request(request) is not None:
+                return None  # a redirect to HTTPS: the thread answers it
+            message = self.loop_ingest.admit(request, path, data)
+        except Exception:  # noqa: BLE001 — e.g. a Host not allowed: the thread answers it as the view does
+            log.debug("a push to %s goes to a thread", environ["PATH_INFO"], exc_info=True)
+            return None
+        if message is None:
+            return None
+        try:
+            response = await self.loop_ingest.accept(request, message)
+        except Exception:  # as in respond(): a bug
+            log.exception("internal error on %s", request.path)
+            response = self.fault_response(500, "internal error; the payload may not have been kept, retry later")
+        return self.security.process_response(request, response) if self.security else response
+
     def respond(self, request, path: str):
         try:
             response = self.security.process_request(request) if self.security else None
@@ -76,6 +100,7 @@ class ListenerApp:
 
 
 _lean = ListenerApp()
+answer_on_loop = _lean.answer_on_loop
 
 
 def application(environ, start_response):

@@ -43,6 +43,17 @@ def cached_listener(path: str, load):
         _reloading.release()
 
 
+def remembered(path: str) -> tuple[bool, object]:
+    """(True, the listener at `path` or None) while the cache holds an entry in its time for it;
+    (False, None) otherwise. Never loads: for a caller that must not touch the database."""
+    if settings.PUSHFLOW_LISTENER_CACHE_SECONDS <= 0:
+        return False, None
+    hit = _entries.get(path)
+    if hit is None or hit[0] <= time.monotonic():
+        return False, None
+    return True, hit[1]
+
+
 def _store(path: str, listener, expires: float):
     if len(_entries) >= MAX_ENTRIES:
         _entries.clear()

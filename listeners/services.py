@@ -24,8 +24,9 @@ from .writer import store_message
 log = logging.getLogger(__name__)
 
 
-def accept_message(listener: Listener, message: Message, data: bytes, queue: bool) -> Message:
-    """Store an accepted request (body included) and, if `queue`, publish it after commit."""
+def fill_accepted(listener: Listener, message: Message, data: bytes, queue: bool) -> None:
+    """`message` made ready to store as accepted: its listener, owner, flow and body, and queued
+    for a worker if `queue` and its flow runs on arrival. Nothing is written."""
     message.listener = listener
     message.owner_id = listener.owner_id
     flow = getattr(listener, "flow", None)
@@ -34,6 +35,11 @@ def accept_message(listener: Listener, message: Message, data: bytes, queue: boo
     if queue and flow is not None and flow.enabled and flow.runs_on_arrival:
         # Queued and not yet enqueued: a worker's dispatcher publishes it (see dispatcher.py).
         message.status = Message.Status.QUEUED
+
+
+def accept_message(listener: Listener, message: Message, data: bytes, queue: bool) -> Message:
+    """Store an accepted request (body included) and, if `queue`, publish it after commit."""
+    fill_accepted(listener, message, data, queue)
     # Committed when this returns (grouped with concurrent requests' rows, see writer.py).
     store_message(message, group=settings.PUSHFLOW_GROUP_COMMIT)
     if message.status == Message.Status.QUEUED and settings.CELERY_TASK_ALWAYS_EAGER:

@@ -78,7 +78,12 @@ def _request_headers(request, listener: Listener) -> dict:
     return headers
 
 
-def _new_message(request, listener: Listener) -> Message:
+# Where a request names its idempotency key, in order: an Idempotency-Key header, or a
+# webhook-id (Standard Webhooks).
+IDEMPOTENCY_KEYS = ("HTTP_IDEMPOTENCY_KEY", "HTTP_WEBHOOK_ID")
+
+
+def new_message(request, listener: Listener) -> Message:
     content_type = request.META.get("CONTENT_TYPE", "")
     return Message.fresh(
         method=request.method,
@@ -88,11 +93,11 @@ def _new_message(request, listener: Listener) -> Message:
         remote_addr=request.META.get("REMOTE_ADDR", "")[:64],
         content_type=content_type.split(";")[0].strip().lower()[:200],
         charset=(request.content_params.get("charset", "") if hasattr(request, "content_params") else "")[:40],
-        idempotency_key=(request.META.get("HTTP_IDEMPOTENCY_KEY") or request.META.get("HTTP_WEBHOOK_ID") or "")[:200],
+        idempotency_key=next((request.META[key] for key in IDEMPOTENCY_KEYS if request.META.get(key)), "")[:200],
     )
 
 
-def _authenticate(request, listener: Listener):
+def authenticate_pusher(request, listener: Listener):
     """The pushing user (or None when the listener needs none); raises Rejected."""
     if listener.auth == Listener.Auth.NONE:
         return None
@@ -115,7 +120,7 @@ def _authenticate(request, listener: Listener):
     raise Rejected(401, f"authentication mode {listener.auth!r} is not available on this server")
 
 
-def _verify_signature(request, listener: Listener, data: bytes) -> None:
+def verify_body_signature(request, listener: Listener, data: bytes) -> None:
     if listener.auth != Listener.Auth.HMAC:
         return
     try:
@@ -124,7 +129,7 @@ def _verify_signature(request, listener: Listener, data: bytes) -> None:
         raise Rejected(401, f"signature check failed: {exc}") from None
 
 
-def _check_request(request, listener: Listener) -> None:
+def check_request(request, listener: Listener) -> None:
     if request.method not in listener.allowed_methods:
         raise Rejected(405, f"method {request.method} not allowed; use {', '.join(listener.allowed_methods)}",
                        {"Allow": ", ".join(listener.allowed_methods)})
@@ -135,7 +140,7 @@ def _check_request(request, listener: Listener) -> None:
             raise Rejected(415, f"content type {media or '(none)'!r} not accepted; send one of {', '.join(accepted)}")
 
 
-def _validate(listener: Listener, data: bytes, charset: str) -> None:
+def validate_at_door(listener: Listener, data: bytes, charset: str) -> None:
     if listener.format_id is None or listener.format is None:
         return
     try:
@@ -163,7 +168,7 @@ def ingest(request, path: str):
     if listener is None:
         return fault_response(404, f"no enabled listener at /listen/{path}")
     try:
-        _origin(request)  # the receipt names this host: refuse one not allowed before anything is kept
+        request_origin(request)  # the receipt names this host: refuse one not allowed before anything is kept
     except DisallowedHost as exc:
         return fault_response(400, f"bad request: {str(exc)[:200]}", listener=listener)
     origin = request.META.get("HTTP_ORIGIN", "")
@@ -195,7 +200,7 @@ def _preflight(request, listener: Listener, origin: str) -> HttpResponse:
 
 
 def _ingest_checked(request, listener: Listener) -> HttpResponse:
-    message = _new_message(request, listener)
+    message = new_message(request, listener)
     try:
         take_token(listener.pk, listener.rate_limit)
         with concurrency_slot(listener.pk, listener.max_concurrent):
@@ -212,19 +217,19 @@ def _ingest(request, listener: Listener, message: Message) -> HttpResponse:
     try:
         if not listener.address_allowed(message.remote_addr):
             raise Rejected(403, f"address {message.remote_addr} is not allowed to push to this listener")
-        user = _authenticate(request, listener)
+        user = authenticate_pusher(request, listener)
         message.user = user
-        _check_request(request, listener)
+        check_request(request, listener)
         try:
             data = read_body(request.META, listener.max_body_bytes, settings.PUSHFLOW_BODY_READ_TIMEOUT_SECONDS)
         except BodyError as exc:
             raise Rejected(exc.status, exc.reason, {"Connection": "close"}) from None
-        _verify_signature(request, listener, data)  # the signature covers the bytes as sent
+        verify_body_signature(request, listener, data)  # the signature covers the bytes as sent
         try:
             data = decode_content_encoding(data, request.META.get("HTTP_CONTENT_ENCODING", ""), listener.max_body_bytes)
         except BodyError as exc:
             raise Rejected(exc.status, exc.reason) from None
-        _validate(listener, data, message.charset)
+        validate_at_door(listener, data, message.charset)
     except Rejected as rejected:
         record_rejection(listener, message, rejected.status, rejected.reason, rejected.data)
         return fault_response(rejected.status, rejected.reason, message.pk, listener, rejected.headers)
@@ -246,12 +251,17 @@ def _ingest(request, listener: Listener, message: Message) -> HttpResponse:
     except IntegrityError:  # the same key accepted by a concurrent request a moment ago
         return _replay(request, listener, first_with_key(listener, message.idempotency_key))
     except (DatabaseError, OSError) as exc:
-        log.warning("could not store a message for /listen/%s: %s", listener.path, exc.__class__.__name__)
-        return fault_response(503, "the message store is unavailable; the payload was not kept, retry later",
-                              headers={"Retry-After": "5"})
+        return store_failed(listener, exc)
     if sync:
         return _answer_sync(listener, flow, message, run)
-    return _accepted(request, message)
+    return accepted_response(request, message)
+
+
+def store_failed(listener: Listener, exc: BaseException) -> HttpResponse:
+    """The answer when an accepted payload could not be stored: 503, nothing kept."""
+    log.warning("could not store a message for /listen/%s: %s", listener.path, exc.__class__.__name__)
+    return fault_response(503, "the message store is unavailable; the payload was not kept, retry later",
+                          headers={"Retry-After": "5"})
 
 
 # The request headers that decide what build_absolute_uri answers (Host is checked against ALLOWED_HOSTS there).
@@ -260,7 +270,7 @@ _ORIGIN_KEYS = ("wsgi.url_scheme", "HTTP_HOST", "SERVER_NAME", "SERVER_PORT", "H
 _origins: dict[tuple, str] = {}
 
 
-def _origin(request) -> str:
+def request_origin(request) -> str:
     """`scheme://host` of this request as build_absolute_uri gives it, remembered per distinct
     set of headers: under load every request of a partner carries the same ones."""
     key = tuple(request.META.get(name) for name in _ORIGIN_KEYS)
@@ -273,8 +283,8 @@ def _origin(request) -> str:
     return origin
 
 
-def _accepted(request, message: Message) -> HttpResponse:
-    status_url = f"{_origin(request)}/api/v1/messages/{message.pk}/"
+def accepted_response(request, message: Message) -> HttpResponse:
+    status_url = f"{request_origin(request)}/api/v1/messages/{message.pk}/"
     response = HttpResponse(orjson.dumps({"message_id": str(message.pk), "status_url": status_url}),
                             status=202, content_type="application/json")
     response["X-Message-Id"] = str(message.pk)
@@ -284,7 +294,7 @@ def _accepted(request, message: Message) -> HttpResponse:
 def _replay(request, listener: Listener, first: Message) -> HttpResponse:
     """A duplicate (same Idempotency-Key or webhook-id): the first message's receipt, nothing run again."""
     if listener.mode != Listener.Mode.SYNC:
-        response = _accepted(request, first)
+        response = accepted_response(request, first)
     elif first.response_status == 200:
         response = HttpResponse(bytes(first.response_body or b""), status=200, content_type=first.response_content_type)
         response["X-Message-Id"] = str(first.pk)

@@ -15,12 +15,15 @@ transaction and might wait on its lock.
 """
 from __future__ import annotations
 
+import asyncio
 import threading
+import weakref
 
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connection, connections, transaction
 
 from lib.dbwrites import copy_statement, execute_statements, insert_rows, many_rows_statement, mark_saved, one_statement, write_transaction
 from lib.groupcommit import BatchWriter, Completion
+from lib.loops import settle
 
 from .dispatcher import notify_dispatchers, notify_statement
 from .models import Message
@@ -31,8 +34,8 @@ class _Pending(Completion):
 
     __slots__ = ("message",)
 
-    def __init__(self, message: Message):
-        super().__init__()
+    def __init__(self, message: Message, on_finish=None):
+        super().__init__(on_finish)
         self.message = message
 
     def fail(self, error: BaseException) -> None:
@@ -48,9 +51,35 @@ class GroupWriter(BatchWriter):
 
     def __init__(self):
         super().__init__("pushflow-group-writer")
+        self._watched: weakref.WeakSet = weakref.WeakSet()
 
     def store(self, message: Message) -> None:
         self._submit(_Pending(message))
+
+    def store_soon(self, message: Message, loop: asyncio.AbstractEventLoop) -> asyncio.Future:
+        """`message` handed to the writer without waiting: the future (of `loop`) is done once the row
+        is committed, or raises the DatabaseError that kept it out. For a request on an event loop,
+        which must not block its thread (config/asgi.py)."""
+        future = loop.create_future()
+
+        def tell(pending: _Pending) -> None:  # on the writer's thread
+            try:
+                loop.call_soon_threadsafe(settle, future, None, pending.error)
+            except RuntimeError:
+                pass  # the loop has closed (shutdown): nobody awaits this row any more
+
+        self._hand_over(_Pending(message, tell))
+        if loop not in self._watched:
+            self._watched.add(loop)
+            loop.call_later(WATCH_SECONDS, self._watch, loop)
+        return future
+
+    def _watch(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Every WATCH_SECONDS on a loop that handed rows over: a writer thread that died (it should
+        not) is started again, and takes the rows still queued. A blocked caller writes its own
+        row instead (BatchWriter._submit); a loop's request has no thread to do that."""
+        self._ensure_thread()
+        loop.call_later(WATCH_SECONDS, self._watch, loop)
 
     def _write(self, batch: list[_Pending]) -> None:
         messages = [p.message for p in batch]
@@ -75,6 +104,9 @@ class GroupWriter(BatchWriter):
                 connection.close()
             return
         pending.finish()
+
+
+WATCH_SECONDS = 1.0
 
 
 def insert_messages(messages: list[Message]) -> None:
@@ -134,6 +166,11 @@ def save_message(message: Message) -> None:
 
 
 _writer = GroupWriter()
+
+
+def store_message_soon(message: Message, loop: asyncio.AbstractEventLoop) -> asyncio.Future:
+    """`message` stored by the group writer; the future of `loop` is done once it is committed."""
+    return _writer.store_soon(message, loop)
 
 
 def store_message(message: Message, group: bool) -> None:
