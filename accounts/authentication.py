@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.contrib.auth import authenticate, get_user_model
+from django.db import DatabaseError
 from django.utils import timezone
 from rest_framework import authentication, exceptions
 
@@ -42,15 +43,29 @@ def parse_authorization(header: str | None) -> Credentials:
 
 
 _token_cache: dict[str, tuple[float, object]] = {}
+_token_due: set[str] = set()  # tokens the next user_for_token checks again, ahead of their time
+TOKEN_REFRESH_AHEAD = 0.25  # of PUSHFLOW_TOKEN_CACHE_SECONDS
 
 
 def remembered_token_user(raw: str):
     """The user of a token this process checked a moment ago and still remembers, or None
-    (unknown, expired, or not checked lately): the database is not asked."""
+    (unknown, expired, or not checked lately): the database is not asked. Once in an entry's
+    last TOKEN_REFRESH_AHEAD it says None, so that the caller's next user_for_token (on a
+    thread) checks the token again before the entry runs out: a steady stream of pushes on
+    the event loop (listeners/loop_ingest.py) never finds it gone all at once."""
     if not raw:
         return None
-    hit = _token_cache.get(hash_token(raw))
-    return hit[1] if hit is not None and hit[0] > time.monotonic() else None
+    key = hash_token(raw)
+    hit = _token_cache.get(key)
+    if hit is None:
+        return None
+    left = hit[0] - time.monotonic()
+    if left <= 0:
+        return None
+    if left < settings.PUSHFLOW_TOKEN_CACHE_SECONDS * TOKEN_REFRESH_AHEAD and key not in _token_due:
+        _token_due.add(key)
+        return None
+    return hit[1]
 
 
 def user_for_token(raw: str):
@@ -65,9 +80,15 @@ def user_for_token(raw: str):
     key = hash_token(raw)
     now = time.monotonic()
     hit = _token_cache.get(key)
-    if hit is not None and hit[0] > now:
+    if hit is not None and hit[0] > now and key not in _token_due:
         return hit[1]
-    token = ApiToken.objects.select_related("user").filter(key_hash=key).first()
+    try:
+        token = ApiToken.objects.select_related("user").filter(key_hash=key).first()
+    except DatabaseError:
+        if hit is not None and hit[0] > now:
+            return hit[1]  # checked again ahead of its time: the entry still serves until then
+        raise
+    _token_due.discard(key)
     if token is None or token.expired or not token.user.is_active:
         _token_cache.pop(key, None)
         return None

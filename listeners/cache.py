@@ -10,6 +10,11 @@ does not reach the database.
 When an entry runs out under load, one thread reloads it and the process's other
 request threads keep using it meanwhile (a few milliseconds past its time): every
 thread used to miss at once and run the same query, once a second per listener.
+
+Pushes answered on the event loop (listeners/loop_ingest.py) only read the cache
+(`remembered`). In an entry's last REFRESH_AHEAD of its time, one of them is sent to a
+thread, whose lookup reloads the entry before it runs out: under a steady flood the
+loop never finds it gone, and never sends a burst of pushes to the threads at once.
 """
 from __future__ import annotations
 
@@ -17,11 +22,14 @@ import threading
 import time
 
 from django.conf import settings
+from django.db import DatabaseError
 from django.db.models.signals import m2m_changed, post_delete, post_save
 
 _entries: dict[str, tuple[float, object]] = {}
 _reloading = threading.Lock()  # held by the one thread reloading a run-out entry (reloads are rare: one per TTL)
+_due: set[str] = set()  # paths whose entry the next lookup on a thread reloads, ahead of its time
 MAX_ENTRIES = 10_000
+REFRESH_AHEAD = 0.25  # of the cache's time
 
 
 def cached_listener(path: str, load):
@@ -31,7 +39,7 @@ def cached_listener(path: str, load):
         return load(path)
     now = time.monotonic()
     hit = _entries.get(path)
-    if hit is not None and hit[0] > now:
+    if hit is not None and hit[0] > now and path not in _due:
         return hit[1]
     if hit is None:
         return _store(path, load(path), now + ttl)
@@ -39,17 +47,29 @@ def cached_listener(path: str, load):
         return hit[1]  # another thread is reloading: this entry serves until it has
     try:
         return _store(path, load(path), now + ttl)
+    except DatabaseError:
+        if hit[0] > now:
+            return hit[1]  # reloaded ahead of its time: the entry still serves until then
+        raise
     finally:
         _reloading.release()
 
 
 def remembered(path: str) -> tuple[bool, object]:
     """(True, the listener at `path` or None) while the cache holds an entry in its time for it;
-    (False, None) otherwise. Never loads: for a caller that must not touch the database."""
-    if settings.PUSHFLOW_LISTENER_CACHE_SECONDS <= 0:
+    (False, None) otherwise, and once in the entry's last REFRESH_AHEAD, marking it for the
+    next lookup on a thread to reload. Never loads: for a caller that must not touch the database."""
+    ttl = settings.PUSHFLOW_LISTENER_CACHE_SECONDS
+    if ttl <= 0:
         return False, None
     hit = _entries.get(path)
-    if hit is None or hit[0] <= time.monotonic():
+    if hit is None:
+        return False, None
+    left = hit[0] - time.monotonic()
+    if left <= 0:
+        return False, None
+    if left < ttl * REFRESH_AHEAD and path not in _due:
+        _due.add(path)
         return False, None
     return True, hit[1]
 
@@ -58,11 +78,13 @@ def _store(path: str, listener, expires: float):
     if len(_entries) >= MAX_ENTRIES:
         _entries.clear()
     _entries[path] = (expires, listener)
+    _due.discard(path)
     return listener
 
 
 def clear(*args, **kwargs) -> None:
     _entries.clear()
+    _due.clear()
 
 
 def connect_signals() -> None:

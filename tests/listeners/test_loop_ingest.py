@@ -224,3 +224,67 @@ def test_a_fault_on_the_loop_is_a_500_with_a_reason(user, async_flow, thread_cal
     answer = push(raw)
     assert answer.status == 500 and "retry later" in json.loads(answer.body)["error"]
     assert "boom" in caplog.text and "boom" not in answer.body.decode()
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    """The caches' clock, moved by hand."""
+    from types import SimpleNamespace
+
+    from accounts import authentication
+    from listeners import cache
+
+    now = [1000.0]
+    fake = SimpleNamespace(monotonic=lambda: now[0])
+    monkeypatch.setattr(cache, "time", fake)
+    monkeypatch.setattr(authentication, "time", fake)
+    return now
+
+
+def test_near_its_end_a_listener_entry_sends_one_push_to_a_thread_which_reloads_it(settings, clock):
+    from listeners import cache
+
+    settings.PUSHFLOW_LISTENER_CACHE_SECONDS = 1.0
+    cache.cached_listener("p", lambda path: "first")
+    clock[0] += 0.5
+    assert cache.remembered("p") == (True, "first")
+    clock[0] += 0.3  # in its last quarter
+    assert cache.remembered("p") == (False, None)  # this push goes to a thread...
+    assert cache.remembered("p") == (True, "first")  # ...the others stay on the loop meanwhile
+    assert cache.cached_listener("p", lambda path: "second") == "second"  # the thread reloads it before its time
+    clock[0] += 0.5  # past the first entry's end, in the new one's time
+    assert cache.remembered("p") == (True, "second")
+
+
+def test_a_reload_ahead_of_time_that_fails_keeps_serving_the_entry(settings, clock):
+    from listeners import cache
+
+    settings.PUSHFLOW_LISTENER_CACHE_SECONDS = 1.0
+    cache.cached_listener("p", lambda path: "first")
+    clock[0] += 0.8
+    assert cache.remembered("p") == (False, None)
+
+    def database_away(path):
+        raise OperationalError("connection refused")
+
+    assert cache.cached_listener("p", database_away) == "first"
+    clock[0] += 0.3  # run out: now a failed load is the caller's error
+    with pytest.raises(OperationalError):
+        cache.cached_listener("p", database_away)
+
+
+def test_near_its_end_a_token_entry_is_checked_again_by_one_thread(user, settings, clock, django_assert_num_queries):
+    from accounts.authentication import remembered_token_user
+
+    settings.PUSHFLOW_TOKEN_CACHE_SECONDS = 4.0
+    raw = token_for(user)
+    assert user_for_token(raw) == user
+    clock[0] += 3.5
+    assert remembered_token_user(raw) is None  # this push goes to a thread...
+    assert remembered_token_user(raw) == user  # ...the others stay on the loop
+    with django_assert_num_queries(1):
+        assert user_for_token(raw) == user  # checked again before the entry ran out
+    with django_assert_num_queries(0):
+        assert user_for_token(raw) == user
+    clock[0] += 3.0
+    assert remembered_token_user(raw) == user  # the entry was renewed
