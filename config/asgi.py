@@ -237,8 +237,8 @@ class ThreadedWSGI:
 
     def __init__(self, app, threads: int, read_timeout: float, on_loop=None, on_loop_prefix: str = "/"):
         """`on_loop(environ, body)`, for requests under `on_loop_prefix` whose whole body was read
-        ahead: a coroutine answering a Django response without a thread, or None to hand the
-        request to a thread after all (config/wsgi.py `answer_on_loop`)."""
+        ahead: a coroutine answering (status, header list, body) without a thread, or None to
+        hand the request to a thread after all (config/wsgi.py `answer_on_loop`)."""
         self.app = app
         self.pool = ThreadPool(threads, "web")
         self.read_timeout = read_timeout
@@ -255,12 +255,11 @@ class ThreadedWSGI:
         if self.on_loop is not None and scope["path"].startswith(self.on_loop_prefix):
             data = body.whole()
             if data is not None:
-                response = await self.on_loop(_environ(scope, body), data)
-                if response is not None:
-                    headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in response.items()]
-                    headers.append((b"content-length", str(len(response.content)).encode()))
-                    await send({"type": "http.response.start", "status": response.status_code, "headers": headers})
-                    await send({"type": "http.response.body", "body": response.content})
+                answer = await self.on_loop(_environ(scope, body), data)
+                if answer is not None:
+                    status, headers, content = answer
+                    await send({"type": "http.response.start", "status": status, "headers": headers})
+                    await send({"type": "http.response.body", "body": content})
                     return
         answer = await self.pool.run(loop, self._run, loop, scope, body, send)
         if not answer.streamed:

@@ -47,6 +47,7 @@ class ListenerApp:
         self.ingest = ingest
         self.loop_ingest = loop_ingest
         self.fault_response = fault_response
+        self._secured: dict[bool, list[tuple[bytes, bytes]]] = {}
 
     def __call__(self, environ, start_response):
         try:
@@ -64,9 +65,10 @@ class ListenerApp:
             return response
         return [response.content]  # not the response itself: its close() would send request_finished
 
-    async def answer_on_loop(self, environ: dict, data: bytes) -> HttpResponse | None:
-        """The answer to a push accepted on the event loop (listeners/loop_ingest.py), its body
-        `data` read whole; None when the push is for a thread: nothing was changed then."""
+    async def answer_on_loop(self, environ: dict, data: bytes) -> tuple[int, list, bytes] | None:
+        """The answer (status, header list, body) to a push accepted on the event loop
+        (listeners/loop_ingest.py), its body `data` read whole; None when the push is for a
+        thread: nothing was changed then."""
         path = environ["PATH_INFO"][len(LEAN_PREFIX):]
         try:
             request = WSGIRequest(environ)
@@ -79,11 +81,27 @@ class ListenerApp:
         if message is None:
             return None
         try:
-            response = await self.loop_ingest.accept(request, message)
+            failure = await self.loop_ingest.store(message)
+            if failure is None:
+                return self.loop_ingest.accepted_answer(request, message, self._security_headers(request))
         except Exception:  # as in respond(): a bug
             log.exception("internal error on %s", request.path)
-            response = self.fault_response(500, "internal error; the payload may not have been kept, retry later")
-        return self.security.process_response(request, response) if self.security else response
+            failure = self.fault_response(500, "internal error; the payload may not have been kept, retry later")
+        response = self.security.process_response(request, failure) if self.security else failure
+        return response.status_code, _header_list(response), response.content
+
+    def _security_headers(self, request) -> list[tuple[bytes, bytes]]:
+        """The headers the security middleware adds to an answer of the ingest view, worked out once:
+        they depend on the settings it read when it started and on whether the request is HTTPS."""
+        if self.security is None:
+            return []
+        secure = request.is_secure()
+        headers = self._secured.get(secure)
+        if headers is None:
+            sample = self.security.process_response(request, HttpResponse(content_type="application/json"))
+            headers = [h for h in _header_list(sample) if h[0] not in (b"content-type", b"content-length")]
+            self._secured[secure] = headers
+        return headers
 
     def respond(self, request, path: str):
         try:
@@ -97,6 +115,13 @@ class ListenerApp:
             log.exception("internal error on %s", request.path)
             return self.fault_response(500, "internal error; the payload may not have been kept, retry later")
         return self.security.process_response(request, response) if self.security else response
+
+
+def _header_list(response: HttpResponse) -> list[tuple[bytes, bytes]]:
+    """A Django response's headers as an ASGI server sends them, Content-Length included."""
+    headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in response.items()]
+    headers.append((b"content-length", str(len(response.content)).encode()))
+    return headers
 
 
 _lean = ListenerApp()

@@ -283,10 +283,14 @@ def request_origin(request) -> str:
     return origin
 
 
-def accepted_response(request, message: Message) -> HttpResponse:
+def accepted_body(request, message: Message) -> bytes:
+    """The JSON of a 202 receipt: the message id and where its status can be read."""
     status_url = f"{request_origin(request)}/api/v1/messages/{message.pk}/"
-    response = HttpResponse(orjson.dumps({"message_id": str(message.pk), "status_url": status_url}),
-                            status=202, content_type="application/json")
+    return orjson.dumps({"message_id": str(message.pk), "status_url": status_url})
+
+
+def accepted_response(request, message: Message) -> HttpResponse:
+    response = HttpResponse(accepted_body(request, message), status=202, content_type="application/json")
     response["X-Message-Id"] = str(message.pk)
     return response
 

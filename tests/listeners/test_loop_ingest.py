@@ -137,24 +137,26 @@ def run(app_call):
     return asyncio.run(app_call)
 
 
-def test_accept_answers_202_once_the_row_is_committed(token):
+def test_a_push_is_answered_202_once_its_row_is_committed(token):
     request = WSGIRequest(environ(**bearer(token)))
     message = loop_ingest.admit(request, "patients", BODY)
-    response = run(loop_ingest.accept(request, message))
-    assert response.status_code == 202 and response["X-Message-Id"] == str(message.pk)
+    assert run(loop_ingest.store(message)) is None
     stored = Message.objects.get(pk=message.pk)
     assert stored.status == Message.Status.QUEUED and stored.read_body() == BODY
-    assert json.loads(response.content)["status_url"] == f"http://testserver/api/v1/messages/{message.pk}/"
+    status, headers, body = loop_ingest.accepted_answer(request, message, [(b"x-extra", b"1")])
+    assert status == 202 and dict(headers)[b"x-message-id"] == str(message.pk).encode()
+    assert dict(headers)[b"content-length"] == str(len(body)).encode() and dict(headers)[b"x-extra"] == b"1"
+    assert json.loads(body)["status_url"] == f"http://testserver/api/v1/messages/{message.pk}/"
 
 
-def test_accept_answers_503_and_keeps_nothing_when_the_store_fails(token):
+def test_a_push_is_answered_503_and_nothing_kept_when_the_store_fails(token):
     request = WSGIRequest(environ(**bearer(token)))
     message = loop_ingest.admit(request, "patients", BODY)
     down = OperationalError("disk I/O error")
     with mock.patch.object(writer, "insert_messages", side_effect=down), \
             mock.patch.object(writer, "store_in_one_statement", side_effect=down), \
             mock.patch.object(Message, "save", side_effect=down):
-        response = run(loop_ingest.accept(request, message))
+        response = run(loop_ingest.store(message))
     assert response.status_code == 503 and response["Retry-After"] == "5"
     assert "not kept" in json.loads(response.content)["error"]
     assert not Message.objects.exists()
@@ -192,15 +194,35 @@ def test_the_web_server_answers_on_the_loop_as_the_view_does_on_a_thread(user, a
     on_loop = push(raw)
     assert thread_calls == ["patients"]
     assert on_thread.status == on_loop.status == 202
-    assert set(on_thread.headers) == set(on_loop.headers)
-    for name in ("content-type", "x-content-type-options", "referrer-policy", "cross-origin-opener-policy"):
-        assert on_thread.headers.get(name) == on_loop.headers.get(name)
+    assert list(on_thread.headers) == list(on_loop.headers)  # the same headers, in the same order
+    assert {k: v for k, v in on_thread.headers.items() if k not in ("x-message-id", "content-length")} == \
+        {k: v for k, v in on_loop.headers.items() if k not in ("x-message-id", "content-length")}
+    assert "x-content-type-options" in on_loop.headers  # the security middleware's headers are there
     assert on_loop.headers["content-length"] == str(len(on_loop.body))
     first, second = (Message.objects.get(pk=json.loads(c.body)["message_id"]) for c in (on_thread, on_loop))
     same = ("listener_id", "owner_id", "user_id", "flow_id", "status", "method", "path", "content_type", "headers",
             "remote_addr", "size", "sha256", "body_text")
     assert {f: getattr(first, f) for f in same} == {f: getattr(second, f) for f in same}
     assert second.headers["Authorization"] == "***"
+
+
+def test_over_https_the_loop_answer_carries_hsts_as_the_view_does(user, async_flow, thread_calls, settings):
+    settings.SECURE_HSTS_SECONDS = 3600
+    settings.SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    started_now = wsgi.ListenerApp()  # reads the settings when it starts, as a web process does
+    raw = token_for(user)
+    answers = []
+    for _ in range(2):
+        channel = Channel({"type": "http.request", "body": BODY, "more_body": False})
+        app = ThreadedWSGI(wsgi_application, threads=2, read_timeout=5.0, on_loop=started_now.answer_on_loop,
+                           on_loop_prefix=LEAN_PREFIX)
+        headers = [("host", "testserver"), ("content-type", "application/json"), ("content-length", str(len(BODY))),
+                   ("authorization", f"Bearer {raw}"), ("x-forwarded-proto", "https")]
+        asyncio.run(app(scope(path="/listen/patients", headers=headers), channel.receive, channel.send))
+        answers.append(channel)
+    assert len(thread_calls) == 1 and [a.status for a in answers] == [202, 202]
+    assert answers[1].headers["strict-transport-security"] == "max-age=3600"
+    assert json.loads(answers[1].body)["status_url"].startswith("https://testserver/")
 
 
 def test_a_refusal_on_the_loop_path_is_answered_and_kept_by_the_view(user, async_flow, thread_calls):
@@ -217,10 +239,10 @@ def test_a_fault_on_the_loop_is_a_500_with_a_reason(user, async_flow, thread_cal
     raw = token_for(user)
     push(raw)
 
-    async def broken(request, message):
+    async def broken(message):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(loop_ingest, "accept", broken)
+    monkeypatch.setattr(loop_ingest, "store", broken)
     answer = push(raw)
     assert answer.status == 500 and "retry later" in json.loads(answer.body)["error"]
     assert "boom" in caplog.text and "boom" not in answer.body.decode()
