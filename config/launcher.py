@@ -80,8 +80,11 @@ def main() -> int:
     signal.signal(signal.SIGTERM, stop)
     wanted = env_list("PUSHFLOW_PROCESSES", ["web", "worker", "scheduler"])
     # On one machine, taking payloads in comes first: during a burst the web answers
-    # at full speed and the worker (lower CPU priority) catches up behind it.
-    worker_niceness = env_int("PUSHFLOW_WORKER_NICE", 10)
+    # at full speed and the worker (lowest CPU priority) catches up behind it. At 10 instead
+    # of 19 the worker's share of a flood's CPU put the ingest p99 at 32 connections at
+    # 43-59 ms instead of 29-40 (bench/ingest.py, PostgreSQL, alternated runs). An idle
+    # machine runs flows at full speed either way.
+    worker_niceness = env_int("PUSHFLOW_WORKER_NICE", 19)
     for name, argv in commands().items():
         if name not in wanted:
             continue
