@@ -12,8 +12,10 @@ Everything else is answered by the view on a thread, as before: a listener not i
 cache, sync mode, rate or concurrency limits, a dedupe window or an Idempotency-Key (both
 look in the database), Basic credentials or a token not checked lately, a CORS request, a
 compressed or large body, and any request the checks would refuse (a refusal is kept as a
-message). `admit` says None for those, having changed nothing. An accepted push gets the
-answer the view would give, headers included (tests/e2e compares the two).
+message). `admit` says None for those, having changed nothing. A listener or token entry
+near the end of its cache time also says None once, so that a thread reloads it ahead
+(listeners/cache.py). An accepted push gets the answer the view would give, headers
+included (tests/listeners/test_loop_ingest.py and tests/e2e compare the two).
 """
 from __future__ import annotations
 
