@@ -5,7 +5,9 @@ wrapped only in the security middleware (HTTPS redirect, HSTS, content-type and
 referrer headers). No URL resolving, no session, CSRF, user or message middleware,
 no request signals: a pushed payload uses none of them, and a profile of the
 ingest path showed them costing about as much as the view's own work. Everything
-else goes through the full stack.
+else goes through the full stack. A plain push can be answered before it reaches a thread
+at all (`answer_on_loop`, for config/asgi.py; see listeners/loop_ingest.py), with the same
+security headers.
 
 Once the application is loaded, the objects it made are moved out of the garbage
 collector's view (`gc.freeze`): they live as long as the process, and every full
