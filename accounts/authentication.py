@@ -23,6 +23,8 @@ from django.db import DatabaseError
 from django.utils import timezone
 from rest_framework import authentication, exceptions
 
+from lib.refresh_ahead import serves_without_loading
+
 from .models import ApiToken, hash_token
 
 BASIC_CACHE_SECONDS = 60
@@ -44,26 +46,20 @@ def parse_authorization(header: str | None) -> Credentials:
 
 _token_cache: dict[str, tuple[float, object]] = {}
 _token_due: set[str] = set()  # tokens the next user_for_token checks again, ahead of their time
-TOKEN_REFRESH_AHEAD = 0.25  # of PUSHFLOW_TOKEN_CACHE_SECONDS
 
 
 def remembered_token_user(raw: str):
     """The user of a token this process checked a moment ago and still remembers, or None
     (unknown, expired, or not checked lately): the database is not asked. Once in an entry's
-    last TOKEN_REFRESH_AHEAD it says None, so that the caller's next user_for_token (on a
+    last quarter it says None (lib/refresh_ahead.py), so that the caller's next user_for_token (on a
     thread) checks the token again before the entry runs out: a steady stream of pushes on
     the event loop (listeners/loop_ingest.py) never finds it gone all at once."""
     if not raw:
         return None
     key = hash_token(raw)
     hit = _token_cache.get(key)
-    if hit is None:
-        return None
-    left = hit[0] - time.monotonic()
-    if left <= 0:
-        return None
-    if left < settings.PUSHFLOW_TOKEN_CACHE_SECONDS * TOKEN_REFRESH_AHEAD and key not in _token_due:
-        _token_due.add(key)
+    if hit is None or not serves_without_loading(hit[0], time.monotonic(), settings.PUSHFLOW_TOKEN_CACHE_SECONDS,
+                                                 key, _token_due):
         return None
     return hit[1]
 

@@ -12,8 +12,8 @@ request threads keep using it meanwhile (a few milliseconds past its time): ever
 thread used to miss at once and run the same query, once a second per listener.
 
 Pushes answered on the event loop (listeners/loop_ingest.py) only read the cache
-(`remembered`). In an entry's last REFRESH_AHEAD of its time, one of them is sent to a
-thread, whose lookup reloads the entry before it runs out: under a steady flood the
+(`remembered`). In an entry's last quarter of its time, one of them is sent to a
+thread (lib/refresh_ahead.py), whose lookup reloads the entry before it runs out: under a steady flood the
 loop never finds it gone, and never sends a burst of pushes to the threads at once.
 """
 from __future__ import annotations
@@ -25,11 +25,12 @@ from django.conf import settings
 from django.db import DatabaseError
 from django.db.models.signals import m2m_changed, post_delete, post_save
 
+from lib.refresh_ahead import serves_without_loading
+
 _entries: dict[str, tuple[float, object]] = {}
 _reloading = threading.Lock()  # held by the one thread reloading a run-out entry (reloads are rare: one per TTL)
 _due: set[str] = set()  # paths whose entry the next lookup on a thread reloads, ahead of its time
 MAX_ENTRIES = 10_000
-REFRESH_AHEAD = 0.25  # of the cache's time
 
 
 def cached_listener(path: str, load):
@@ -57,19 +58,14 @@ def cached_listener(path: str, load):
 
 def remembered(path: str) -> tuple[bool, object]:
     """(True, the listener at `path` or None) while the cache holds an entry in its time for it;
-    (False, None) otherwise, and once in the entry's last REFRESH_AHEAD, marking it for the
-    next lookup on a thread to reload. Never loads: for a caller that must not touch the database."""
+    (False, None) otherwise, and once in the entry's last quarter (lib/refresh_ahead.py), marking
+    it for the next lookup on a thread to reload. Never loads: for a caller that must not touch
+    the database."""
     ttl = settings.PUSHFLOW_LISTENER_CACHE_SECONDS
     if ttl <= 0:
         return False, None
     hit = _entries.get(path)
-    if hit is None:
-        return False, None
-    left = hit[0] - time.monotonic()
-    if left <= 0:
-        return False, None
-    if left < ttl * REFRESH_AHEAD and path not in _due:
-        _due.add(path)
+    if hit is None or not serves_without_loading(hit[0], time.monotonic(), ttl, path, _due):
         return False, None
     return True, hit[1]
 
