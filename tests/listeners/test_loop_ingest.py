@@ -133,14 +133,10 @@ def test_an_api_key_listener_is_served_on_the_loop_only_with_the_right_key(user,
     assert admit(HTTP_X_API_KEY="wrong") is None
 
 
-def run(app_call):
-    return asyncio.run(app_call)
-
-
 def test_a_push_is_answered_202_once_its_row_is_committed(token):
     request = WSGIRequest(environ(**bearer(token)))
     message = loop_ingest.admit(request, "patients", BODY)
-    assert run(loop_ingest.store(message)) is None
+    assert asyncio.run(loop_ingest.store(message)) is None
     stored = Message.objects.get(pk=message.pk)
     assert stored.status == Message.Status.QUEUED and stored.read_body() == BODY
     status, headers, body = loop_ingest.accepted_answer(request, message, [(b"x-extra", b"1")])
@@ -156,22 +152,20 @@ def test_a_push_is_answered_503_and_nothing_kept_when_the_store_fails(token):
     with mock.patch.object(writer, "insert_messages", side_effect=down), \
             mock.patch.object(writer, "store_in_one_statement", side_effect=down), \
             mock.patch.object(Message, "save", side_effect=down):
-        response = run(loop_ingest.store(message))
+        response = asyncio.run(loop_ingest.store(message))
     assert response.status_code == 503 and response["Retry-After"] == "5"
     assert "not kept" in json.loads(response.content)["error"]
     assert not Message.objects.exists()
 
 
-def serve(channel: Channel, path: str = "/listen/patients", headers=()) -> Channel:
-    app = ThreadedWSGI(wsgi_application, threads=2, read_timeout=5.0, on_loop=answer_on_loop, on_loop_prefix=LEAN_PREFIX)
-    asyncio.run(app(scope(path=path, headers=headers), channel.receive, channel.send))
-    return channel
-
-
-def push(token: str, body: bytes = BODY, extra=()) -> Channel:
+def push(token: str, body: bytes = BODY, extra=(), on_loop=answer_on_loop) -> Channel:
+    """A push through the web server's application, as uvicorn would hand it over."""
     headers = [("host", "testserver"), ("content-type", "application/json"), ("content-length", str(len(body))),
                ("authorization", f"Bearer {token}"), *extra]
-    return serve(Channel({"type": "http.request", "body": body, "more_body": False}), headers=headers)
+    channel = Channel({"type": "http.request", "body": body, "more_body": False})
+    app = ThreadedWSGI(wsgi_application, threads=2, read_timeout=5.0, on_loop=on_loop, on_loop_prefix=LEAN_PREFIX)
+    asyncio.run(app(scope(path="/listen/patients", headers=headers), channel.receive, channel.send))
+    return channel
 
 
 @pytest.fixture
@@ -211,15 +205,7 @@ def test_over_https_the_loop_answer_carries_hsts_as_the_view_does(user, async_fl
     settings.SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     started_now = wsgi.ListenerApp()  # reads the settings when it starts, as a web process does
     raw = token_for(user)
-    answers = []
-    for _ in range(2):
-        channel = Channel({"type": "http.request", "body": BODY, "more_body": False})
-        app = ThreadedWSGI(wsgi_application, threads=2, read_timeout=5.0, on_loop=started_now.answer_on_loop,
-                           on_loop_prefix=LEAN_PREFIX)
-        headers = [("host", "testserver"), ("content-type", "application/json"), ("content-length", str(len(BODY))),
-                   ("authorization", f"Bearer {raw}"), ("x-forwarded-proto", "https")]
-        asyncio.run(app(scope(path="/listen/patients", headers=headers), channel.receive, channel.send))
-        answers.append(channel)
+    answers = [push(raw, extra=[("x-forwarded-proto", "https")], on_loop=started_now.answer_on_loop) for _ in range(2)]
     assert len(thread_calls) == 1 and [a.status for a in answers] == [202, 202]
     assert answers[1].headers["strict-transport-security"] == "max-age=3600"
     assert json.loads(answers[1].body)["status_url"].startswith("https://testserver/")
