@@ -102,8 +102,12 @@ def _start_dispatcher(sender=None, **kwargs) -> None:
     if app.conf.task_default_queue in queues and not app.conf.task_always_eager:
         from listeners.dispatcher import start_dispatcher
 
+        from celery.worker import state
+
         controller = getattr(sender, "controller", None)  # the worker, whose pool runs `concurrency` tasks at once
-        _dispatchers.append(start_dispatcher(processes=int(getattr(controller, "concurrency", 1) or 1)))
+        processes = int(getattr(controller, "concurrency", 1) or 1)
+        # This worker's tasks received and not yet finished (running, or waiting for a free process).
+        _dispatchers.append(start_dispatcher(processes, busy=lambda: len(state.reserved_requests) >= processes))
 
 
 @signals.worker_shutdown.connect

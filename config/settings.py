@@ -176,6 +176,9 @@ PUSHFLOW_REQUEUE_AFTER_SECONDS = env_float("PUSHFLOW_REQUEUE_AFTER_SECONDS", 30.
 PUSHFLOW_RUN_LEASE_SECONDS = env_float("PUSHFLOW_RUN_LEASE_SECONDS", 600.0)
 # Worker commits on PostgreSQL do not wait for the log flush (each is redone if lost; see lib/dbwrites.py).
 PUSHFLOW_WORKER_RELAXED_COMMITS = env_bool("PUSHFLOW_WORKER_RELAXED_COMMITS", True)
+# After its own messages, a worker's task goes on this long with messages nobody was told of yet
+# (flows/services.run_messages); 0: each task runs only its own.
+PUSHFLOW_WORKER_TAKE_MORE_SECONDS = env_float("PUSHFLOW_WORKER_TAKE_MORE_SECONDS", 1.0)
 PUSHFLOW_MAX_ATTEMPTS = env_int("PUSHFLOW_MAX_ATTEMPTS", 5)
 # Days finished messages without a listener (read by timed flows) are kept; 0: forever.
 PUSHFLOW_RETENTION_DAYS = env_int("PUSHFLOW_RETENTION_DAYS", 30)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -36,6 +37,8 @@ from .progress import RunProgress
 
 log = logging.getLogger(__name__)
 MAX_RETRY_DELAY = 300
+# Messages a task takes at a time when it goes on with messages nobody was told of yet (`run_messages`).
+TAKE_MORE_BATCH = 5
 TIMED_BATCH = 1000
 
 
@@ -223,7 +226,7 @@ def run_message(message_id) -> FlowRun | None:
         return _run_claimed(message, _flow_for(message))
 
 
-def run_messages(message_ids: list) -> int:
+def run_messages(message_ids: list, take_more: float = 0.0) -> int:
     """Run a task's messages one after another; how many ran.
 
     The messages of flows that neither order nor cap their runs (most) are claimed
@@ -233,11 +236,36 @@ def run_messages(message_ids: list) -> int:
     happen, so a worker killed mid-task runs again only the message it was running
     (recording a task's ends together at its end was measured and dropped: a worker
     killed mid-task then ran every unrecorded message a second time). The rest (ordered
-    or capped flows, a duplicate delivery) go through `run_message`."""
+    or capped flows, a duplicate delivery) go through `run_message`.
+
+    `take_more`: for up to that many seconds after its own messages, the task goes on with
+    messages committed meanwhile that no worker was told of yet (`take_undispatched`), a
+    few at a time, while it finds any: a busy worker process takes the next message
+    itself the moment it is free, without a broker round trip, and the dispatcher leaves
+    new messages to it while every process is busy (listeners/dispatcher.py)."""
     if not message_ids:
         return 0
     now = timezone.now()
     mine = {str(m.pk): m for m in Message.objects.raw(*_claim_statement(message_ids, now))}
+    ran = _run_batch(message_ids, mine, now)
+    deadline = time.monotonic() + take_more
+    while time.monotonic() < deadline:
+        now = timezone.now()
+        taken = take_undispatched(TAKE_MORE_BATCH, now)
+        if not taken:
+            break
+        ran += _run_batch(list(taken), taken, now)
+    return ran
+
+
+def take_undispatched(limit: int, now) -> dict:
+    """Up to `limit` due messages no worker was told of yet (oldest first), of flows that neither
+    order nor cap their runs, claimed for this process in one statement: {id: message}."""
+    return {str(m.pk): m for m in Message.objects.raw(*_take_statement(limit, now))}
+
+
+def _run_batch(message_ids: list, mine: dict, claimed_at) -> int:
+    """Run `message_ids`, those in `mine` already claimed (at `claimed_at`); how many ran."""
     flows = _flows_for(mine.values())
     ran = 0
     carried = CarriedEnd()
@@ -255,7 +283,7 @@ def run_messages(message_ids: list) -> int:
         if carried.statements:  # a run broke off the task: the run before it still ends as it did
             _record_before_leaving(carried)
         if mine:  # a run broke off the task: the claims not yet run go back, untried, for another delivery
-            _hand_back(list(mine), now)
+            _hand_back(list(mine), claimed_at)
     return ran
 
 
@@ -272,22 +300,65 @@ def _claim_statement(message_ids: list, now) -> tuple[str, list]:
     an UPDATE and a SELECT, each compiled anew (at low load, with a message or two per task, most of
     the time between its claim and its run's start)."""
     db = connections[DEFAULT_DB_ALIAS]
-    quote, meta, flow_meta = db.ops.quote_name, Message._meta, Flow._meta
-
-    def column(model, name: str) -> str:
-        return quote(model._meta.get_field(name).column)
-
-    status, attempts, claimed_at = column(Message, "status"), column(Message, "attempts"), column(Message, "claimed_at")
-    next_attempt_at, flow_id = column(Message, "next_attempt_at"), column(Message, "flow")
-    returned = ", ".join(quote(f.column) for f in meta.concrete_fields)
-    sql = (f"UPDATE {quote(meta.db_table)} SET {status} = %s, {claimed_at} = %s, {attempts} = {attempts} + 1 "
-           f"WHERE {quote(meta.pk.column)} IN ({', '.join(['%s'] * len(message_ids))}) AND {status} = %s "
-           f"AND ({next_attempt_at} IS NULL OR {next_attempt_at} <= %s) "
-           f"AND ({flow_id} IS NULL OR {flow_id} IN (SELECT {quote(flow_meta.pk.column)} FROM {quote(flow_meta.db_table)} "
-           f"WHERE {column(Flow, 'ordering')} = %s AND {column(Flow, 'concurrency')} = %s)) RETURNING {returned}")
-    moment = db.ops.adapt_datetimefield_value(now)
+    meta = Message._meta
     pks = [meta.pk.get_db_prep_value(pk, db) for pk in message_ids]
-    return sql, [Message.Status.RUNNING, moment, *pks, Message.Status.QUEUED, moment, "none", 0]
+    sql, params = _claiming(f"{db.ops.quote_name(meta.pk.column)} IN ({', '.join(['%s'] * len(message_ids))})",
+                            pks, now, set_enqueued=False)
+    return sql, params
+
+
+def _take_statement(limit: int, now) -> tuple[str, list]:
+    """(sql, params) claiming up to `limit` due messages nobody was told of yet (`enqueued_at` empty:
+    the dispatcher's `_due_statement`), oldest first, as `_claim_statement` does, marking them
+    enqueued too. On PostgreSQL rows another worker is claiming are skipped, not waited for."""
+    db = connections[DEFAULT_DB_ALIAS]
+    quote, meta = db.ops.quote_name, Message._meta
+    pk, status, enqueued_at = quote(meta.pk.column), _column(Message, "status"), _column(Message, "enqueued_at")
+    next_attempt_at, received_at = _column(Message, "next_attempt_at"), _column(Message, "received_at")
+    moment = db.ops.adapt_datetimefield_value(now)
+    picked = (f"SELECT {pk} FROM {quote(meta.db_table)} WHERE {status} = %s AND {enqueued_at} IS NULL "
+              f"AND ({next_attempt_at} IS NULL OR {next_attempt_at} <= %s) AND {plain_flow_sql()} "
+              f"ORDER BY {received_at} LIMIT %s")
+    if db.features.has_select_for_update_skip_locked:
+        # ARRAY(...) runs the pick once; PostgreSQL may run an IN (...) subquery again per row, each
+        # time skipping other rows, so an UPDATE ... IN could claim more than `limit`.
+        rows = f"{pk} = ANY(ARRAY({picked} FOR UPDATE SKIP LOCKED))"
+    else:
+        rows = f"{pk} IN ({picked})"
+    return _claiming(rows, [Message.Status.QUEUED, moment, "none", 0, limit], now, set_enqueued=True)
+
+
+def _column(model, name: str) -> str:
+    return connections[DEFAULT_DB_ALIAS].ops.quote_name(model._meta.get_field(name).column)
+
+
+def plain_flow_sql(plain: bool = True) -> str:
+    """SQL on messages, with two parameters ("none", 0): the message has no flow, or one that neither
+    orders nor caps its runs; or (not `plain`) its flow does one of them."""
+    quote, flow_meta = connections[DEFAULT_DB_ALIAS].ops.quote_name, Flow._meta
+    flow = _column(Message, "flow")
+    plain_flows = (f"SELECT {quote(flow_meta.pk.column)} FROM {quote(flow_meta.db_table)} "
+                   f"WHERE {_column(Flow, 'ordering')} = %s AND {_column(Flow, 'concurrency')} = %s")
+    if plain:
+        return f"({flow} IS NULL OR {flow} IN ({plain_flows}))"
+    return f"({flow} IS NOT NULL AND {flow} NOT IN ({plain_flows}))"
+
+
+def _claiming(rows: str, row_params: list, now, set_enqueued: bool) -> tuple[str, list]:
+    """(sql, params) setting the due, queued messages that `rows` (SQL, with `row_params`) picks and
+    whose flow is plain (`plain_flow_sql`) running for this process, returning them."""
+    db = connections[DEFAULT_DB_ALIAS]
+    quote, meta = db.ops.quote_name, Message._meta
+    status, attempts, claimed_at = _column(Message, "status"), _column(Message, "attempts"), _column(Message, "claimed_at")
+    next_attempt_at = _column(Message, "next_attempt_at")
+    returned = ", ".join(quote(f.column) for f in meta.concrete_fields)
+    moment = db.ops.adapt_datetimefield_value(now)
+    enqueued = f", {_column(Message, 'enqueued_at')} = %s" if set_enqueued else ""
+    sql = (f"UPDATE {quote(meta.db_table)} SET {status} = %s, {claimed_at} = %s, {attempts} = {attempts} + 1{enqueued} "
+           f"WHERE {rows} AND {status} = %s AND ({next_attempt_at} IS NULL OR {next_attempt_at} <= %s) "
+           f"AND {plain_flow_sql()} RETURNING {returned}")
+    return sql, [Message.Status.RUNNING, moment, *([moment] if set_enqueued else []), *row_params,
+                 Message.Status.QUEUED, moment, "none", 0]
 
 
 def _hand_back(message_ids: list, claimed_at) -> None:

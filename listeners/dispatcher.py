@@ -22,6 +22,7 @@ import sqlite3
 import threading
 import time
 import uuid
+from collections.abc import Callable
 
 from django.db import DatabaseError, close_old_connections, connection, connections, transaction
 from django.utils import timezone
@@ -37,11 +38,20 @@ CLAIM_LIMIT = 500
 # fewer than that for each of the worker's processes is shared out between them (see `task_size`).
 DISPATCH_BATCH = 25
 IDLE_WAIT_SECONDS = 1.0  # the longest wait for a wake-up before looking anyway
-# After a round that found messages, the pause before the next look. Under a steady stream every
-# commit woke a round that found one or two rows, each published as its own task: most of the
-# worker's main process and a good part of each run went into that overhead. A message that
-# arrives when nothing has for a while is still dispatched at once.
+# After a round that found messages, while every process of the worker is busy, the longest pause
+# before the next look. Under a steady stream every commit woke a round that found one or two rows,
+# each published as its own task: at ~300 tasks a second the worker's pipeline (broker, main
+# process, pool) fell behind and runs waited seconds. A busy process takes what was committed
+# meanwhile itself, with no task, as soon as its run ends (flows/services.run_messages,
+# `take_more`), so the dispatcher leaves new messages to it; what no process took by the end of the
+# pause (a flow that orders or caps its runs, a long run) is published then. With a process free, a
+# message is dispatched at once.
 BUSY_LINGER_SECONDS = 0.025
+BUSY_CHECK_SECONDS = 0.002
+# While every process stays busy, a round publishes only messages of flows that order or cap their
+# runs (a process does not take those itself), and every this often all that waits: a process may
+# be held by a long run, and the broker hands the work to whichever worker is free.
+BUSY_HOLD_SECONDS = 0.5
 SQLITE_CHECK_SECONDS = 0.005
 BROKER_PAUSE_SECONDS = 3.0
 ERROR_PAUSE_SECONDS = 1.0
@@ -60,11 +70,15 @@ def notify_statement() -> tuple[str, list]:
     return "SELECT pg_notify(%s, '')", [CHANNEL]
 
 
-def _due_statement(limit: int, now, lock: bool) -> tuple[str, list]:
+def _due_statement(limit: int, now, lock: bool, held_only: bool = False) -> tuple[str, list]:
     """(sql, params) listing accepted messages no worker was told of yet, oldest first: the
     filter of `Message.objects` written out once. On SQLite the dispatcher looks after every
     commit anyone makes (a sync request commits twice); with the ORM compiling this query
-    each time, that look took a third of a core under sync load and found nothing."""
+    each time, that look took a third of a core under sync load and found nothing.
+    `held_only`: only those of flows that order or cap their runs, which a busy worker process
+    does not take by itself (flows/services.run_messages)."""
+    from flows.services import plain_flow_sql
+
     db = connection
     quote, meta = db.ops.quote_name, Message._meta
     column = {name: quote(meta.get_field(name).column) for name in ("status", "enqueued_at", "next_attempt_at",
@@ -72,30 +86,32 @@ def _due_statement(limit: int, now, lock: bool) -> tuple[str, list]:
     sql = (f"SELECT {quote(meta.pk.column)} FROM {quote(meta.db_table)} "
            f"WHERE {column['status']} = %s AND {column['enqueued_at']} IS NULL "
            f"AND ({column['next_attempt_at']} IS NULL OR {column['next_attempt_at']} <= %s) "
-           f"ORDER BY {column['received_at']} LIMIT %s" + (" FOR UPDATE SKIP LOCKED" if lock else ""))
-    return sql, [Message.Status.QUEUED, db.ops.adapt_datetimefield_value(now), limit]
+           + (f"AND {plain_flow_sql(plain=False)} " if held_only else "")
+           + f"ORDER BY {column['received_at']} LIMIT %s" + (" FOR UPDATE SKIP LOCKED" if lock else ""))
+    return sql, [Message.Status.QUEUED, db.ops.adapt_datetimefield_value(now), *(["none", 0] if held_only else []), limit]
 
 
-def _due_ids(limit: int, now, lock: bool = False) -> list[str]:
-    sql, params = _due_statement(limit, now, lock)
+def _due_ids(limit: int, now, lock: bool = False, held_only: bool = False) -> list[str]:
+    sql, params = _due_statement(limit, now, lock, held_only)
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         # SQLite keeps a UUID as 32 hex digits, PostgreSQL gives a UUID: the same text for both.
         return [str(uuid.UUID(str(pk))) for (pk,) in cursor.fetchall()]
 
 
-def claim_undispatched(limit: int = CLAIM_LIMIT) -> list[str]:
-    """Ids of accepted messages no worker was told of yet, oldest first, now marked enqueued."""
+def claim_undispatched(limit: int = CLAIM_LIMIT, held_only: bool = False) -> list[str]:
+    """Ids of accepted messages no worker was told of yet, oldest first, now marked enqueued
+    (`held_only`: see `_due_statement`)."""
     now = timezone.now()
     if not connection.features.has_select_for_update_skip_locked:
         # SQLite: look without the write lock first. Every commit (a worker's, a sync run's) wakes
         # the dispatcher, and taking the lock each time to find nothing held up those writers.
-        ids = _due_ids(limit, now)
+        ids = _due_ids(limit, now, held_only=held_only)
         if ids:
             Message.objects.filter(pk__in=ids, enqueued_at__isnull=True).update(enqueued_at=now)
         return ids
     with transaction.atomic():
-        ids = _due_ids(limit, now, lock=True)
+        ids = _due_ids(limit, now, lock=True, held_only=held_only)
         if ids:
             Message.objects.filter(pk__in=ids, enqueued_at__isnull=True).update(enqueued_at=now)
     return ids
@@ -114,9 +130,9 @@ def task_size(found: int, processes: int) -> int:
     return max(1, min(DISPATCH_BATCH, -(-found // max(1, processes))))
 
 
-def dispatch_once(limit: int = CLAIM_LIMIT, processes: int = 1) -> tuple[int, bool]:
+def dispatch_once(limit: int = CLAIM_LIMIT, processes: int = 1, held_only: bool = False) -> tuple[int, bool]:
     """Claim and publish one round; (messages claimed, whether the broker took them all)."""
-    ids = claim_undispatched(limit)
+    ids = claim_undispatched(limit, held_only)
     size = task_size(len(ids), processes)
     for start in range(0, len(ids), size):
         if not publish_many(ids[start:start + size]):
@@ -192,13 +208,18 @@ def _waiter() -> _Waiter:
 
 
 class Dispatcher:
-    """The dispatcher thread of one worker; `processes`: how many runs the worker runs at once."""
+    """The dispatcher thread of one worker; `processes`: how many runs the worker runs at once;
+    `busy()`: whether every one of them has a task now (not given: a round that found messages is
+    always followed by the whole BUSY_LINGER_SECONDS, and nothing is held back)."""
 
-    def __init__(self, processes: int = 1):
+    def __init__(self, processes: int = 1, busy: Callable[[], bool] | None = None):
         self.processes = processes
+        self.busy = busy
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._found = 0  # messages the last round claimed
+        self._holding = False  # whether the last round left the plain messages to the busy processes
+        self._whole_round_at = 0.0  # monotonic time of the last round that published everything due
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="pushflow-dispatcher", daemon=True)
@@ -219,8 +240,10 @@ class Dispatcher:
                 if pause:
                     self._stop.wait(pause)
                     continue
-                if self._found:
-                    self._stop.wait(BUSY_LINGER_SECONDS)
+                if self._found or self._holding:
+                    self._linger()
+                    if self._holding:
+                        continue  # look again: what the processes left goes once one is free
                 try:
                     waiter.wait(IDLE_WAIT_SECONDS)
                 except Exception as exc:  # noqa: BLE001 — the listening connection broke (database restart)
@@ -233,11 +256,25 @@ class Dispatcher:
             waiter.close()
             connection.close()
 
+    def _linger(self) -> None:
+        """After a round that found messages: wait while every process is busy, at most BUSY_LINGER_SECONDS."""
+        deadline = time.monotonic() + BUSY_LINGER_SECONDS
+        while (self.busy is None or self.busy()) and not self._stop.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            self._stop.wait(min(BUSY_CHECK_SECONDS, left))
+
     def _round(self) -> float | None:
         """One claim-and-publish round: None to go again at once, else seconds to pause (0: wait for a wake-up)."""
         try:
             close_old_connections()
-            claimed, published = dispatch_once(processes=self.processes)
+            now = time.monotonic()
+            hold = self.busy is not None and self.busy() and now - self._whole_round_at < BUSY_HOLD_SECONDS
+            if not hold:
+                self._whole_round_at = now
+            self._holding = hold
+            claimed, published = dispatch_once(processes=self.processes, held_only=hold)
             self._found = claimed
         except DatabaseError as exc:
             log.warning("dispatcher cannot reach the database (%s); retrying", exc.__class__.__name__)
@@ -252,7 +289,7 @@ class Dispatcher:
         return None if claimed >= CLAIM_LIMIT else 0
 
 
-def start_dispatcher(processes: int = 1) -> Dispatcher:
-    dispatcher = Dispatcher(processes)
+def start_dispatcher(processes: int = 1, busy: Callable[[], bool] | None = None) -> Dispatcher:
+    dispatcher = Dispatcher(processes, busy)
     dispatcher.start()
     return dispatcher

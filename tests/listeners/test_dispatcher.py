@@ -8,6 +8,7 @@ import pytest
 from django.db import OperationalError, connection
 from django.utils import timezone
 
+from flows.models import Flow
 from listeners import dispatcher
 from listeners.models import Message
 from listeners.services import accept_message
@@ -107,11 +108,11 @@ def test_the_dispatcher_thread_is_woken_by_the_commit(async_flow, published):
 def test_the_dispatcher_thread_outlives_a_database_error(async_flow, published, monkeypatch):
     real, failures = dispatcher.claim_undispatched, []
 
-    def flaky(limit=dispatcher.CLAIM_LIMIT):
+    def flaky(limit=dispatcher.CLAIM_LIMIT, held_only=False):
         if not failures:
             failures.append(True)
             raise OperationalError("server closed the connection unexpectedly")
-        return real(limit)
+        return real(limit, held_only)
 
     monkeypatch.setattr(dispatcher, "claim_undispatched", flaky)
     monkeypatch.setattr(dispatcher, "ERROR_PAUSE_SECONDS", 0.05)
@@ -147,3 +148,55 @@ def test_while_busy_the_dispatcher_lingers_so_one_task_carries_several_messages(
     finally:
         worker.stop()
         connection.close()
+
+
+def ordered_copy(flow) -> Flow:
+    """Another flow like `flow`, on its own listener, that runs its messages in order (first in, first out)."""
+    other = Flow.objects.get(pk=flow.pk)
+    listener = other.listener
+    listener.pk, listener.path, listener.name = None, "ordered", "ordered"
+    listener.save()
+    other.pk, other.listener, other.name, other.ordering = None, listener, "ordered copy", "fifo"
+    other.save()
+    return other
+
+
+def test_a_held_round_publishes_only_the_messages_a_busy_process_does_not_take_itself(async_flow, published):
+    plain = accept(async_flow.listener, 2)
+    ordered = accept(ordered_copy(async_flow).listener, 2)
+    assert dispatcher.dispatch_once(held_only=True) == (2, True)
+    assert published == [ordered]
+    assert set(Message.objects.filter(pk__in=plain).values_list("enqueued_at", flat=True)) == {None}
+    assert dispatcher.dispatch_once() == (2, True)
+    assert published == [ordered, plain]
+
+
+def test_while_every_process_is_busy_a_round_holds_plain_messages_for_a_while_then_publishes_them(
+        async_flow, published, monkeypatch):
+    plain = accept(async_flow.listener)
+    held = dispatcher.Dispatcher(1, busy=lambda: True)
+    held._whole_round_at = time.monotonic()  # a round published everything just now
+    assert held._round() == 0 and published == [] and held._holding
+    held._whole_round_at -= dispatcher.BUSY_HOLD_SECONDS  # no whole round for that long: one is due
+    assert held._round() == 0 and published == [plain] and not held._holding
+
+
+def test_with_a_process_free_a_round_publishes_everything_at_once(async_flow, published):
+    plain = accept(async_flow.listener)
+    free = dispatcher.Dispatcher(1, busy=lambda: False)
+    free._whole_round_at = time.monotonic()
+    assert free._round() == 0 and published == [plain] and not free._holding
+
+
+def test_the_dispatcher_lingers_only_while_every_process_is_busy(monkeypatch):
+    waits = []
+    free = dispatcher.Dispatcher(1, busy=lambda: False)
+    monkeypatch.setattr(free._stop, "wait", waits.append)
+    free._linger()
+    assert waits == []
+    busy = dispatcher.Dispatcher(1, busy=lambda: True)
+    monkeypatch.setattr(busy._stop, "wait", lambda seconds: (waits.append(seconds), time.sleep(seconds)))
+    start = time.monotonic()
+    busy._linger()
+    assert time.monotonic() - start >= dispatcher.BUSY_LINGER_SECONDS
+    assert waits and max(waits) <= dispatcher.BUSY_CHECK_SECONDS
