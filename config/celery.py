@@ -100,9 +100,9 @@ def _start_dispatcher(sender=None, **kwargs) -> None:
     """A worker that runs ingested messages also hands them to the broker (listeners/dispatcher.py)."""
     queues = getattr(getattr(sender, "app", app).amqp.queues, "consume_from", None) or {}
     if app.conf.task_default_queue in queues and not app.conf.task_always_eager:
-        from listeners.dispatcher import start_dispatcher
-
         from celery.worker import state
+
+        from listeners.dispatcher import start_dispatcher
 
         controller = getattr(sender, "controller", None)  # the worker, whose pool runs `concurrency` tasks at once
         processes = int(getattr(controller, "concurrency", 1) or 1)
