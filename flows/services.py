@@ -28,6 +28,7 @@ from lib.dbwrites import (
 )
 from lib.groupcommit import GroupCommit
 from listeners.dispatch import PUBLISH_BATCH, publish_many
+from listeners.dispatcher import due_statement
 from listeners.models import Listener, Message
 
 from .engine import RunFailure, RunResult, execute
@@ -302,30 +303,22 @@ def _claim_statement(message_ids: list, now) -> tuple[str, list]:
     db = connections[DEFAULT_DB_ALIAS]
     meta = Message._meta
     pks = [meta.pk.get_db_prep_value(pk, db) for pk in message_ids]
-    sql, params = _claiming(f"{db.ops.quote_name(meta.pk.column)} IN ({', '.join(['%s'] * len(message_ids))})",
-                            pks, now, set_enqueued=False)
-    return sql, params
+    return _claiming(f"{db.ops.quote_name(meta.pk.column)} IN ({', '.join(['%s'] * len(message_ids))})",
+                     pks, now, set_enqueued=False)
 
 
 def _take_statement(limit: int, now) -> tuple[str, list]:
-    """(sql, params) claiming up to `limit` due messages nobody was told of yet (`enqueued_at` empty:
-    the dispatcher's `_due_statement`), oldest first, as `_claim_statement` does, marking them
-    enqueued too. On PostgreSQL rows another worker is claiming are skipped, not waited for."""
+    """(sql, params) claiming up to `limit` due messages of plain flows nobody was told of yet (the
+    dispatcher's `due_statement`), oldest first, as `_claim_statement` does, marking them enqueued
+    too. On PostgreSQL rows another worker is claiming are skipped, not waited for."""
     db = connections[DEFAULT_DB_ALIAS]
-    quote, meta = db.ops.quote_name, Message._meta
-    pk, status, enqueued_at = quote(meta.pk.column), _column(Message, "status"), _column(Message, "enqueued_at")
-    next_attempt_at, received_at = _column(Message, "next_attempt_at"), _column(Message, "received_at")
-    moment = db.ops.adapt_datetimefield_value(now)
-    picked = (f"SELECT {pk} FROM {quote(meta.db_table)} WHERE {status} = %s AND {enqueued_at} IS NULL "
-              f"AND ({next_attempt_at} IS NULL OR {next_attempt_at} <= %s) AND {plain_flow_sql()} "
-              f"ORDER BY {received_at} LIMIT %s")
-    if db.features.has_select_for_update_skip_locked:
-        # ARRAY(...) runs the pick once; PostgreSQL may run an IN (...) subquery again per row, each
-        # time skipping other rows, so an UPDATE ... IN could claim more than `limit`.
-        rows = f"{pk} = ANY(ARRAY({picked} FOR UPDATE SKIP LOCKED))"
-    else:
-        rows = f"{pk} IN ({picked})"
-    return _claiming(rows, [Message.Status.QUEUED, moment, "none", 0, limit], now, set_enqueued=True)
+    pk = db.ops.quote_name(Message._meta.pk.column)
+    skip_locked = db.features.has_select_for_update_skip_locked
+    picked, params = due_statement(limit, now, lock=skip_locked, flows="plain")
+    # ARRAY(...) runs the pick once; PostgreSQL may run an IN (...) subquery again per row, each
+    # time skipping other rows, so an UPDATE ... IN could claim more than `limit`.
+    rows = f"{pk} = ANY(ARRAY({picked}))" if skip_locked else f"{pk} IN ({picked})"
+    return _claiming(rows, params, now, set_enqueued=True)
 
 
 def _column(model, name: str) -> str:

@@ -70,29 +70,29 @@ def notify_statement() -> tuple[str, list]:
     return "SELECT pg_notify(%s, '')", [CHANNEL]
 
 
-def _due_statement(limit: int, now, lock: bool, held_only: bool = False) -> tuple[str, list]:
+def due_statement(limit: int, now, lock: bool, flows: str = "all") -> tuple[str, list]:
     """(sql, params) listing accepted messages no worker was told of yet, oldest first: the
     filter of `Message.objects` written out once. On SQLite the dispatcher looks after every
     commit anyone makes (a sync request commits twice); with the ORM compiling this query
     each time, that look took a third of a core under sync load and found nothing.
-    `held_only`: only those of flows that order or cap their runs, which a busy worker process
-    does not take by itself (flows/services.run_messages)."""
+    `flows`: "all"; "held", only those of flows that order or cap their runs, which a busy worker
+    process does not take by itself; "plain", only those it does take (flows/services.run_messages)."""
     from flows.services import plain_flow_sql
 
     db = connection
     quote, meta = db.ops.quote_name, Message._meta
     column = {name: quote(meta.get_field(name).column) for name in ("status", "enqueued_at", "next_attempt_at",
                                                                      "received_at")}
+    of_flows = "" if flows == "all" else f"AND {plain_flow_sql(plain=flows == 'plain')} "
     sql = (f"SELECT {quote(meta.pk.column)} FROM {quote(meta.db_table)} "
            f"WHERE {column['status']} = %s AND {column['enqueued_at']} IS NULL "
-           f"AND ({column['next_attempt_at']} IS NULL OR {column['next_attempt_at']} <= %s) "
-           + (f"AND {plain_flow_sql(plain=False)} " if held_only else "")
-           + f"ORDER BY {column['received_at']} LIMIT %s" + (" FOR UPDATE SKIP LOCKED" if lock else ""))
-    return sql, [Message.Status.QUEUED, db.ops.adapt_datetimefield_value(now), *(["none", 0] if held_only else []), limit]
+           f"AND ({column['next_attempt_at']} IS NULL OR {column['next_attempt_at']} <= %s) {of_flows}"
+           f"ORDER BY {column['received_at']} LIMIT %s" + (" FOR UPDATE SKIP LOCKED" if lock else ""))
+    return sql, [Message.Status.QUEUED, db.ops.adapt_datetimefield_value(now), *(["none", 0] if of_flows else []), limit]
 
 
 def _due_ids(limit: int, now, lock: bool = False, held_only: bool = False) -> list[str]:
-    sql, params = _due_statement(limit, now, lock, held_only)
+    sql, params = due_statement(limit, now, lock, "held" if held_only else "all")
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         # SQLite keeps a UUID as 32 hex digits, PostgreSQL gives a UUID: the same text for both.
@@ -101,7 +101,7 @@ def _due_ids(limit: int, now, lock: bool = False, held_only: bool = False) -> li
 
 def claim_undispatched(limit: int = CLAIM_LIMIT, held_only: bool = False) -> list[str]:
     """Ids of accepted messages no worker was told of yet, oldest first, now marked enqueued
-    (`held_only`: see `_due_statement`)."""
+    (`held_only`: see `due_statement`)."""
     now = timezone.now()
     if not connection.features.has_select_for_update_skip_locked:
         # SQLite: look without the write lock first. Every commit (a worker's, a sync run's) wakes
